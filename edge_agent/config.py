@@ -1,0 +1,56 @@
+"""Settings of the edge agent: one pydantic-settings model, from TOML plus ``PDM_`` env variables.
+
+See ``config/edge-agent.example.toml`` for every field with its meaning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from pdm_common.contracts import NAME_PATTERN
+from pdm_common.mqtt import MqttSettings
+from pdm_common.settings import ServiceSettings
+
+__all__ = ["AgentSettings", "LogSettings", "MetricsSettings"]
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+
+
+class LogSettings(BaseModel):
+    """Log level and line format."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
+    format: Literal["kv", "json"] = Field("kv", description="kv (key=value) or json, one event per line")
+
+
+class MetricsSettings(BaseModel):
+    """The Prometheus endpoint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(True, description="serve Prometheus metrics")
+    host: str = Field("127.0.0.1", description="bind address; keep it on localhost unless a firewall guards it")
+    port: int = Field(9108, ge=1, le=65535, description="TCP port of the metrics endpoint")
+
+
+class AgentSettings(ServiceSettings):
+    """Everything the edge agent needs to start."""
+
+    gateway: Name = Field("gw-01", description="this gateway's name, [A-Za-z0-9_-]{1,64}")
+    site: Name = Field("site-01", description="the site this gateway serves; its status topic lives there")
+    mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings())
+    telemetry_qos: Literal[0, 1] = Field(1, description="QoS of the telemetry subscription")
+    state_dir: Path = Field(Path("/var/lib/pdm-edge-agent"), description="outbox and checkpoints live here")
+    inbound_queue_max: int = Field(
+        10_000, ge=100, le=1_000_000, description="messages buffered between the network thread and the detector"
+    )
+    status_interval_s: float = Field(
+        30.0, ge=1.0, le=3600.0, description="how often the retained gateway status (with health) is refreshed"
+    )
+    log: LogSettings = Field(default_factory=lambda: LogSettings())
+    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())

@@ -1,0 +1,31 @@
+"""Exceptions of the shared layer.
+
+    PdmCommonError
+    ├── ContractError      a payload or topic broke a wire contract (permanent: dead-letter it)
+    └── ConfigError        settings failed validation at start-up (permanent: fix the config)
+"""
+
+from __future__ import annotations
+
+
+class PdmCommonError(Exception):
+    """Root of the shared layer's exceptions."""
+
+
+class ContractError(PdmCommonError, ValueError):
+    """A payload or topic does not satisfy the wire contract.
+
+    Attributes:
+        reason: a short, stable machine-readable code (``not_json``, ``invalid_field`` …)
+            used as the dead-letter reason and as a metrics label.
+        detail: a human-readable explanation naming the offending field.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ConfigError(PdmCommonError):
+    """Settings are invalid; the message names each field, its value and how to fix it."""

@@ -1,0 +1,389 @@
+"""The paho-mqtt adapter shared by the edge agent and the cloud bridge.
+
+A thin shell with no decisions about payloads: it connects (MQTT 5 or 3.1.1, TLS, username/password
+or client certificates), keeps a persistent session (``clean_start=False`` with a session expiry),
+re-subscribes on every connect, publishes a retained birth message and registers a Last Will, and
+reconnects with jittered exponential backoff from ONE supervised network thread it owns. That
+thread runs paho's ``loop()`` in short slices and stamps a heartbeat after each, so a watchdog can
+tell a wedged network loop from a broker that is merely down.
+
+Exceptions::
+
+    MqttError
+    ├── MqttNotConnected   publish while offline (retryable: keep it in the outbox)
+    └── MqttAuthError      the broker refused our credentials (permanent until the config is fixed)
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from pdm_common.backoff import Backoff
+from pdm_common.logs import get_logger
+from pdm_common.topics import DEFAULT_PREFIX
+
+__all__ = [
+    "InboundMessage",
+    "MqttAuthError",
+    "MqttClient",
+    "MqttError",
+    "MqttNotConnected",
+    "MqttSettings",
+    "TlsSettings",
+    "WillMessage",
+]
+
+_log = get_logger(__name__)
+
+# CONNACK reason codes that no retry will fix (MQTT 5.0 §3.2.2.2; 3.1.1 return codes 4 and 5).
+_AUTH_REFUSED = {0x86, 0x87, 0x8C, 4, 5}
+_LOOP_SLICE_S = 0.5
+"""How long one paho ``loop()`` call may block; bounds heartbeat staleness and stop latency."""
+
+
+class MqttError(Exception):
+    """Root of the MQTT adapter's exceptions."""
+
+
+class MqttNotConnected(MqttError):
+    """Not connected to the broker now; the caller keeps the message and retries after reconnect."""
+
+
+class MqttAuthError(MqttError):
+    """The broker refused the credentials; fix username/password or certificates."""
+
+
+class TlsSettings(BaseModel):
+    """TLS towards the broker. Client certificates are used when ``cert_file`` is set."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(False, description="connect with TLS (port 8883 by convention)")
+    ca_file: Path | None = Field(None, description="CA bundle that signed the broker certificate")
+    cert_file: Path | None = Field(None, description="client certificate (PEM) for certificate auth")
+    key_file: Path | None = Field(None, description="private key of the client certificate (PEM)")
+    insecure: bool = Field(False, description="skip host-name verification; never in production")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
+        return self
+
+
+class MqttSettings(BaseModel):
+    """Broker connection settings, embedded as ``[mqtt]`` in each service's config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", min_length=1, description="broker host name or address")
+    port: int = Field(1883, ge=1, le=65535, description="broker port: 1883 plain, 8883 TLS")
+    protocol: Literal["5", "3.1.1"] = Field("5", description='MQTT version: "5" or "3.1.1"')
+    client_id: str | None = Field(None, max_length=128, description="MQTT client id; defaults per service")
+    username: str | None = Field(None, description="broker user name")
+    password: SecretStr | None = Field(None, description="broker password; prefer password_file")
+    password_file: Path | None = Field(None, description="file holding the broker password (systemd credential)")
+    tls: TlsSettings = Field(default_factory=lambda: TlsSettings())
+    keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keep-alive interval in seconds")
+    session_expiry_s: int = Field(
+        86_400, ge=0, le=4_294_967_295, description="how long the broker keeps our session while we are away"
+    )
+    reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay ceiling")
+    reconnect_max_s: float = Field(60.0, gt=0, description="largest reconnect delay")
+    topic_prefix: str = Field(DEFAULT_PREFIX, min_length=1, description="topic prefix, default pdm/v1")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password, read from ``password_file`` when that is set."""
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return self.password.get_secret_value() if self.password is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message as received, before any parsing."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WillMessage:
+    """A message registered with the broker (Last Will) or sent on every connect (birth)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
+
+
+class MqttClient:
+    """One broker connection with a supervised reconnect loop on its own thread.
+
+    ``on_message`` runs on the network thread and the broker receives PUBACK only after it returns,
+    so a consumer that must not lose messages persists them before returning. ``on_publish_ack(mid)``
+    fires when the broker acknowledged a QoS 1 publish.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        client_id: str,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        on_message: Callable[[InboundMessage], None] | None = None,
+        will: WillMessage | None = None,
+        birth: WillMessage | None = None,
+        on_connect: Callable[[], None] | None = None,
+        on_publish_ack: Callable[[int], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._subscriptions = tuple(subscriptions)
+        self._on_message_cb = on_message
+        self._on_connect_cb = on_connect
+        self._on_publish_ack = on_publish_ack
+        self._birth = birth
+        self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
+        self._rng = rng or random.Random()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._auth_failed = False
+        self._heartbeat = time.monotonic()
+        self.connects = 0
+        v5 = settings.protocol == "5"
+        self._v5 = v5
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False,
+            reconnect_on_failure=False,
+        )
+        self._configure(will)
+
+    def _configure(self, will: WillMessage | None) -> None:
+        s = self._settings
+        if s.username is not None:
+            self._client.username_pw_set(s.username, s.resolved_password())
+        if s.tls.enabled:
+            self._client.tls_set(
+                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
+                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
+                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            self._client.tls_insecure_set(s.tls.insecure)
+        if will is not None:
+            self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+        self._client.on_publish = self._handle_publish
+        # A bounded in-flight window: QoS 1 messages beyond it wait in paho's queue (MQTT 5 Receive Maximum).
+        self._client.max_inflight_messages_set(100)
+
+    # --- public surface -------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True between CONNACK and the next disconnect."""
+        return self._connected.is_set()
+
+    @property
+    def auth_failed(self) -> bool:
+        """True after the broker refused our credentials (cleared by a successful connect)."""
+        return self._auth_failed
+
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the network thread last completed a loop slice (large = wedged)."""
+        return time.monotonic() - self._heartbeat
+
+    def start(self) -> None:
+        """Start the network thread; it connects in the background and reconnects until stopped."""
+        if self._thread is not None:
+            raise RuntimeError("MqttClient.start() called twice")
+        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
+        self._thread.start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Block until connected or ``timeout_s`` passed; True when connected."""
+        return self._connected.wait(timeout_s)
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+        """Publish and return the message id (matched by ``on_publish_ack`` for QoS 1).
+
+        Raises:
+            MqttNotConnected: offline now; keep the message and try again after reconnect.
+        """
+        if not self._connected.is_set():
+            raise MqttNotConnected(f"not connected to {self._settings.host}:{self._settings.port}")
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttNotConnected(f"publish to {topic} failed: {paho.error_string(info.rc)}")
+        return int(info.mid)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Disconnect cleanly (the broker does not publish the Last Will) and join the thread."""
+        self._stopping.set()
+        if self._connected.is_set():
+            self._client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._connected.clear()
+
+    # --- network thread -------------------------------------------------------------------------
+
+    def _connect_properties(self) -> Properties | None:
+        if not self._v5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._settings.session_expiry_s
+        return props
+
+    def _first_connect(self) -> None:
+        s = self._settings
+        if self._v5:
+            self._client.connect(
+                s.host, s.port, keepalive=s.keepalive_s, clean_start=False, properties=self._connect_properties()
+            )
+        else:  # 3.1.1: the persistent session comes from clean_session=False given to the constructor
+            self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
+
+    def _run(self) -> None:
+        attempt = 0
+        socket_open = False
+        while not self._stopping.is_set():
+            self._heartbeat = time.monotonic()
+            if not socket_open:
+                try:
+                    if self.connects == 0 and attempt == 0:
+                        self._first_connect()
+                    else:
+                        self._client.reconnect()
+                    socket_open = True
+                except (OSError, ssl.SSLError) as exc:
+                    delay = self._backoff.delay(attempt, self._rng)
+                    _log.warning(
+                        "mqtt.connect_failed",
+                        host=self._settings.host,
+                        port=self._settings.port,
+                        error=str(exc),
+                        retry_in_s=round(delay, 2),
+                        action="check that the broker runs and host/port/TLS settings are right",
+                    )
+                    attempt += 1
+                    self._stopping.wait(delay)
+                    continue
+            rc = self._client.loop(timeout=_LOOP_SLICE_S)
+            if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                if self._connected.is_set():
+                    attempt = 0
+                continue
+            socket_open = False
+            self._connected.clear()
+            if self._stopping.is_set():
+                break
+            # Auth refusals are permanent until someone fixes the config: wait the longest delay
+            # instead of hammering the broker (Home Assistant MQTT does the same).
+            delay = self._backoff.cap_s if self._auth_failed else self._backoff.delay(attempt, self._rng)
+            attempt += 1
+            _log.warning(
+                "mqtt.connection_lost",
+                host=self._settings.host,
+                port=self._settings.port,
+                reason=paho.error_string(rc),
+                retry_in_s=round(delay, 2),
+            )
+            self._stopping.wait(delay)
+        try:
+            self._client.loop(timeout=0.1)  # flush the DISCONNECT packet
+        finally:
+            self._connected.clear()
+
+    # --- paho callbacks (network thread) --------------------------------------------------------
+
+    def _handle_connect(
+        self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            code = reason.value
+            self._auth_failed = code in _AUTH_REFUSED
+            _log.error(
+                "mqtt.connect_refused",
+                host=self._settings.host,
+                reason=str(reason),
+                action="fix username/password or client certificate and the broker ACL"
+                if self._auth_failed
+                else "check the broker log",
+            )
+            client.disconnect()
+            return
+        self._auth_failed = False
+        self.connects += 1
+        for topic, qos in self._subscriptions:
+            client.subscribe(topic, qos=qos)
+        if self._birth is not None:
+            client.publish(self._birth.topic, self._birth.payload, qos=self._birth.qos, retain=self._birth.retain)
+        self._connected.set()
+        _log.info("mqtt.connected", host=self._settings.host, port=self._settings.port, protocol=self._settings.protocol)
+        if self._on_connect_cb is not None:
+            self._on_connect_cb()
+
+    def _handle_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                           _props: Any) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            _log.info("mqtt.disconnected", reason=str(reason))
+
+    def _handle_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self._on_message_cb is None:
+            return
+        inbound = InboundMessage(
+            topic=msg.topic,
+            payload=bytes(msg.payload),
+            qos=msg.qos,
+            retain=bool(msg.retain),
+            received_at=datetime.now(UTC),
+        )
+        try:
+            self._on_message_cb(inbound)
+        except Exception:  # a handler bug must not kill the network thread and with it the agent
+            _log.exception("mqtt.handler_failed", topic=msg.topic[:200])
+
+    def _handle_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
+                        _props: Any) -> None:
+        if reason.is_failure:
+            _log.error("mqtt.publish_refused", mid=mid, reason=str(reason),
+                       action="check the broker ACL allows this client to publish on the topic")
+            return
+        if self._on_publish_ack is not None:
+            self._on_publish_ack(mid)
