@@ -43,7 +43,7 @@ class AgentSettings(ServiceSettings):
 
     gateway: Name = Field("gw-01", description="this gateway's name, [A-Za-z0-9_-]{1,64}")
     site: Name = Field("site-01", description="the site this gateway serves; its status topic lives there")
-    mqtt: MqttSettings = Field(default_factory=lambda: MqttSettings())
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     telemetry_qos: Literal[0, 1] = Field(1, description="QoS of the telemetry subscription")
     state_dir: Path = Field(Path("/var/lib/pdm-edge-agent"), description="outbox and checkpoints live here")
     inbound_queue_max: int = Field(
@@ -52,5 +52,5 @@ class AgentSettings(ServiceSettings):
     status_interval_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="how often the retained gateway status (with health) is refreshed"
     )
-    log: LogSettings = Field(default_factory=lambda: LogSettings())
-    metrics: MetricsSettings = Field(default_factory=lambda: MetricsSettings())
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)

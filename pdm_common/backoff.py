@@ -34,7 +34,7 @@ class Backoff:
     def ceiling(self, attempt: int) -> float:
         """Upper bound of the delay before retry number ``attempt`` (0 for the first retry)."""
         # 2**attempt overflows float for huge attempts; the cap is reached long before 64.
-        return min(self.cap_s, self.base_s * 2 ** min(attempt, 64))
+        return float(min(self.cap_s, self.base_s * 2.0 ** min(attempt, 64)))
 
     def delay(self, attempt: int, rng: random.Random, *, retry_after_s: float | None = None) -> float:
         """Seconds to wait before retry ``attempt``; never less than a server's ``Retry-After``.

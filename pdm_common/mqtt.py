@@ -98,7 +98,7 @@ class MqttSettings(BaseModel):
     username: str | None = Field(None, description="broker user name")
     password: SecretStr | None = Field(None, description="broker password; prefer password_file")
     password_file: Path | None = Field(None, description="file holding the broker password (systemd credential)")
-    tls: TlsSettings = Field(default_factory=lambda: TlsSettings())
+    tls: TlsSettings = Field(default_factory=TlsSettings)
     keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keep-alive interval in seconds")
     session_expiry_s: int = Field(
         86_400, ge=0, le=4_294_967_295, description="how long the broker keeps our session while we are away"
@@ -265,7 +265,7 @@ class MqttClient:
     def _connect_properties(self) -> Properties | None:
         if not self._v5:
             return None
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._settings.session_expiry_s
         return props
 
@@ -354,7 +354,8 @@ class MqttClient:
         if self._birth is not None:
             client.publish(self._birth.topic, self._birth.payload, qos=self._birth.qos, retain=self._birth.retain)
         self._connected.set()
-        _log.info("mqtt.connected", host=self._settings.host, port=self._settings.port, protocol=self._settings.protocol)
+        s = self._settings
+        _log.info("mqtt.connected", host=s.host, port=s.port, protocol=s.protocol)
         if self._on_connect_cb is not None:
             self._on_connect_cb()
 

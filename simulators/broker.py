@@ -15,15 +15,16 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Literal, Protocol, Self
 
 __all__ = ["BrokerHandle", "EmbeddedBroker", "MosquittoBroker", "free_port", "start_broker"]
 
@@ -44,6 +45,19 @@ def _wait_listening(host: str, port: int, timeout_s: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+    if proc.stderr is not None:
+        proc.stderr.close()
 
 
 class BrokerHandle(Protocol):
@@ -118,16 +132,8 @@ class MosquittoBroker:
 
     def stop(self) -> None:
         """Terminate the process and remove its config."""
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-            if self._proc.stderr is not None:
-                self._proc.stderr.close()
-            self._proc = None
+        _terminate(self._proc)
+        self._proc = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -141,13 +147,15 @@ class MosquittoBroker:
 
 @dataclass
 class EmbeddedBroker:
-    """amqtt on a private event loop in a daemon thread (MQTT 3.1.1, anonymous)."""
+    """amqtt (MQTT 3.1.1, anonymous) in a child process on ``port``.
+
+    A child process rather than a thread: amqtt leaves client transports for the garbage collector,
+    and in-process that noise lands in whatever code runs next; a process also dies cleanly.
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _broker: Any = None
+    _proc: subprocess.Popen[bytes] | None = None
 
     @property
     def kind(self) -> Literal["mosquitto", "amqtt"]:
@@ -160,63 +168,25 @@ class EmbeddedBroker:
         return "3.1.1"
 
     def start(self) -> Self:
-        """Start the broker and wait until it accepts connections."""
-        from amqtt.broker import Broker  # imported lazily: only the demo and test fallback need it
-
-        # amqtt logs every probe connection and client hiccup at ERROR; our own logs say what matters.
-        logging.getLogger("amqtt").setLevel(logging.CRITICAL)
-
+        """Start the broker process and wait until it accepts connections."""
         if self.port == 0:
             self.port = free_port(self.host)
-        config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 500}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-        }
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        async def _serve() -> None:
-            self._broker = Broker(config, loop=loop)
-            await self._broker.start()
-
-        def _run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(_serve())
-            except BaseException as exc:  # reported to the starting thread below
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=_run, name="amqtt-broker", daemon=True)
-        self._thread.start()
-        ready.wait(_START_TIMEOUT_S)
-        if errors:
-            raise RuntimeError(f"embedded broker failed to start: {errors[0]}") from errors[0]
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "simulators.broker", self.host, str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         if not _wait_listening(self.host, self.port, _START_TIMEOUT_S):
-            raise RuntimeError(f"embedded broker did not listen on {self.host}:{self.port}")
+            err = self._proc.stderr.read().decode(errors="replace")[-2000:] if self._proc.poll() is not None and \
+                self._proc.stderr is not None else ""
+            self.stop()
+            raise RuntimeError(f"embedded broker did not listen on {self.host}:{self.port}: {err}")
         return self
 
     def stop(self) -> None:
-        """Shut the broker down and stop its loop."""
-        loop, broker = self._loop, self._broker
-        if loop is None:
-            return
-        if broker is not None and loop.is_running():
-            fut = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
-            with contextlib.suppress(Exception):
-                fut.result(_START_TIMEOUT_S)
-        loop.call_soon_threadsafe(loop.stop)
-        if self._thread is not None:
-            self._thread.join(_START_TIMEOUT_S)
-        if not loop.is_running():
-            loop.close()
-        self._loop = None
-        self._broker = None
+        """Terminate the broker process."""
+        _terminate(self._proc)
+        self._proc = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -225,8 +195,32 @@ class EmbeddedBroker:
         self.stop()
 
 
+async def _serve_amqtt(host: str, port: int) -> None:
+    from amqtt.broker import Broker  # imported lazily: only the demo and the test fallback need it
+
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 500}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+    broker = Broker(config)
+    await broker.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.shutdown()
+
+
 def start_broker(prefer: Literal["mosquitto", "embedded", "auto"] = "auto") -> MosquittoBroker | EmbeddedBroker:
     """Start a broker on a free port: Mosquitto when asked for (or when ``auto`` and installed), else amqtt."""
     if prefer == "mosquitto" or (prefer == "auto" and MosquittoBroker.available()):
         return MosquittoBroker().start()
     return EmbeddedBroker().start()
+
+
+if __name__ == "__main__":
+    # `python -m simulators.broker HOST PORT`: the embedded broker's child process.
+    # amqtt logs every probe connection and client hiccup at ERROR; the parent reports what matters.
+    logging.basicConfig(level=logging.CRITICAL)
+    asyncio.run(_serve_amqtt(sys.argv[1], int(sys.argv[2])))

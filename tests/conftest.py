@@ -80,3 +80,4 @@ def embedded_broker() -> Iterator[BrokerInfo]:
         yield _info(broker)
     finally:
         broker.stop()
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -10,16 +11,12 @@ from typing import Self
 
 from pdm_common.mqtt import InboundMessage, MqttClient, MqttSettings
 
-_seq = 0
-_seq_lock = threading.Lock()
+_ids = itertools.count(1)
 
 
 def unique_id(prefix: str) -> str:
     """A client id no other test in this session uses."""
-    global _seq
-    with _seq_lock:
-        _seq += 1
-        return f"{prefix}-{_seq}-{time.monotonic_ns() % 1_000_000}"
+    return f"{prefix}-{next(_ids)}-{time.monotonic_ns() % 1_000_000}"
 
 
 class Recorder:

@@ -124,3 +124,25 @@ def test_kill_9_publishes_the_last_will(mqtt_broker: BrokerInfo, tmp_path: Path)
             proc.kill()
             proc.communicate()
         assert rec.wait_for(lambda _m: _statuses(rec, topic)[-1:] == ["offline"], 20)
+
+
+def test_fallback_broker_path_dead_letters_too(embedded_broker: BrokerInfo, tmp_path: Path) -> None:
+    """The embedded amqtt broker (MQTT 3.1.1) is what `make demo` uses on a machine without Mosquitto."""
+    settings = AgentSettings(gateway="gw-fallback", site="site-c", state_dir=tmp_path,
+                             mqtt=embedded_broker.settings(client_id="gw-fallback"))
+    agent = EdgeAgent(settings)
+    agent.start()
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        assert agent.mqtt.wait_connected(10)
+        with Recorder(embedded_broker.settings(), "pdm/v1/+/+/deadletter") as rec, \
+                Publisher(embedded_broker.settings()) as pub:
+            pub.send("pdm/v1/site-c/hp-9/telemetry", b"garbage")
+            pub.send("pdm/v1/site-c/hp-9/telemetry", GOOD)
+            assert rec.wait_for(lambda msgs: len(msgs) >= 1)
+            assert json.loads(rec.messages[0].payload)["reason"] == "not_json"
+    finally:
+        agent.request_stop()
+        thread.join(10)
+    assert agent.counters.valid == 1
