@@ -58,5 +58,9 @@ def configure_logging(*, level: str = "info", fmt: LogFormat = "kv", stream: Tex
 
 
 def get_logger(name: str) -> Any:
-    """A structured logger bound to ``logger=name``."""
-    return structlog.get_logger().bind(logger=name)
+    """A structured logger bound to ``component=name``.
+
+    Lazy: modules call this at import time, before :func:`configure_logging` runs, and must still
+    get the configured processors and output.
+    """
+    return structlog.get_logger(component=name)

@@ -147,8 +147,10 @@ class MqttClient:
     """One broker connection with a supervised reconnect loop on its own thread.
 
     ``on_message`` runs on the network thread and the broker receives PUBACK only after it returns,
-    so a consumer that must not lose messages persists them before returning. ``on_publish_ack(mid)``
-    fires when the broker acknowledged a QoS 1 publish.
+    so a consumer that must not lose messages persists them before returning. When it raises, the
+    message is NOT acknowledged: the client stops handling messages, disconnects and reconnects, and
+    the broker redelivers from the persistent session (MQTT 5.0 §4.4). ``on_publish_ack(mid)`` fires
+    when the broker acknowledged a QoS 1 publish.
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class MqttClient:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._auth_failed = False
+        self._refusing = False
         self._heartbeat = time.monotonic()
         self.connects = 0
         v5 = settings.protocol == "5"
@@ -186,6 +189,7 @@ class MqttClient:
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else False,
             reconnect_on_failure=False,
+            manual_ack=True,
         )
         self._configure(will)
 
@@ -348,6 +352,7 @@ class MqttClient:
             client.disconnect()
             return
         self._auth_failed = False
+        self._refusing = False
         self.connects += 1
         for topic, qos in self._subscriptions:
             client.subscribe(topic, qos=qos)
@@ -365,8 +370,10 @@ class MqttClient:
         if not self._stopping.is_set():
             _log.info("mqtt.disconnected", reason=str(reason))
 
-    def _handle_message(self, _client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+    def _handle_message(self, client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
         if self._on_message_cb is None:
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
             return
         inbound = InboundMessage(
             topic=msg.topic,
@@ -375,10 +382,18 @@ class MqttClient:
             retain=bool(msg.retain),
             received_at=datetime.now(UTC),
         )
+        if self._refusing:
+            return  # after a failed handler nothing is acknowledged until the session is resumed
         try:
             self._on_message_cb(inbound)
-        except Exception:  # a handler bug must not kill the network thread and with it the agent
-            _log.exception("mqtt.handler_failed", topic=msg.topic[:200])
+        except Exception:  # neither kill the network thread nor acknowledge what was not handled
+            self._refusing = True
+            _log.exception("mqtt.handler_failed", topic=msg.topic[:200],
+                           action="message not acknowledged; reconnecting so the broker redelivers it")
+            client.disconnect()
+            return
+        if msg.qos > 0:
+            client.ack(msg.mid, msg.qos)
 
     def _handle_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
                         _props: Any) -> None:

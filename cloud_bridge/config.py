@@ -1,0 +1,250 @@
+"""Settings of the cloud bridge: one :class:`BridgeSettings`, loaded with ``load_settings``.
+
+TOML layout (see ``config/cloud-bridge.example.toml``)::
+
+    [mqtt]            broker connection (pdm_common.mqtt.MqttSettings)
+    [desks.<name>]    one block per configured service desk (kind, base_url, credentials)
+    [routing]         which desk gets a ticket: per site, per customer, else the default
+    [outbox]          backend sqlite|postgres, path or dsn, bound and lease length
+    [retry]           backoff, attempts, circuit breaker
+    [sla]             response hours per priority, warning threshold, holidays, time zone
+
+Secrets (desk tokens, HMAC secrets, the PostgreSQL DSN) are ``SecretStr`` or ``*_file`` paths and
+are never logged; ``repr`` of the settings shows them as ``**********``.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from pdm_common.contracts import NAME_PATTERN
+from pdm_common.mqtt import MqttSettings
+from pdm_common.settings import ServiceSettings
+
+__all__ = [
+    "BridgeSettings",
+    "DeliverySettings",
+    "DeskKind",
+    "DeskSettings",
+    "OutboxSettings",
+    "RetrySettings",
+    "RoutingSettings",
+    "SlaSettings",
+]
+
+DeskName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Language = Literal["en", "no"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DeskKind(StrEnum):
+    """The desk protocols the bridge speaks."""
+
+    WEBHOOK = "webhook"
+    PAGERDUTY = "pagerduty"
+    SERVICENOW = "servicenow"
+    JSM = "jsm"
+    ZENDESK = "zendesk"
+
+
+def _read_secret(value: SecretStr | None, path: Path | None) -> str | None:
+    if path is not None:
+        return path.read_text(encoding="utf-8").strip()
+    return value.get_secret_value() if value is not None else None
+
+
+class DeskSettings(_Section):
+    """One service desk: its protocol, address and credentials."""
+
+    kind: DeskKind = Field(description="webhook, pagerduty, servicenow, jsm or zendesk")
+    base_url: str = Field(min_length=1, description="desk base URL, e.g. https://acme.zendesk.com")
+    path: str = Field("/", description="webhook only: path the tickets are POSTed to")
+    username: str | None = Field(None, description="basic-auth user (ServiceNow user, Jira/Zendesk e-mail)")
+    token: SecretStr | None = Field(None, description="API token / password / PagerDuty routing key")
+    token_file: Path | None = Field(None, description="file holding the token (systemd credential)")
+    hmac_secret: SecretStr | None = Field(None, description="webhook only: HMAC-SHA256 signing secret")
+    hmac_secret_file: Path | None = Field(None, description="webhook only: file holding the HMAC secret")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="per-request timeout (connect, read, write)")
+    max_connections: int = Field(16, ge=1, le=256, description="connection-pool bound of this desk's client")
+    attach_plots: bool = Field(True, description="attach a PNG of the contributing sensors where the desk can")
+    table: str = Field("incident", description="servicenow only: the table tickets live in")
+    service_desk_id: str = Field("1", description="jsm only: serviceDeskId")
+    request_type_id: str = Field("1", description="jsm only: requestTypeId")
+    resolve_transition_id: str = Field("761", description="jsm only: transition id that resolves a request")
+    reopen_transition_id: str = Field("741", description="jsm only: transition id that reopens a request")
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Self:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set token or token_file, not both")
+        if self.hmac_secret is not None and self.hmac_secret_file is not None:
+            raise ValueError("set hmac_secret or hmac_secret_file, not both")
+        if self.kind is DeskKind.PAGERDUTY and self.token is None and self.token_file is None:
+            raise ValueError("pagerduty needs token (the 32-character integration routing key)")
+        return self
+
+    def resolved_token(self) -> str | None:
+        """The token, read from ``token_file`` when set."""
+        return _read_secret(self.token, self.token_file)
+
+    def resolved_hmac_secret(self) -> str | None:
+        """The webhook signing secret, read from ``hmac_secret_file`` when set."""
+        return _read_secret(self.hmac_secret, self.hmac_secret_file)
+
+
+class RoutingSettings(_Section):
+    """Which desk receives an asset's tickets: the site's, else the customer's, else ``default``."""
+
+    default: DeskName = Field("main", description="desk name used when no site or customer rule matches")
+    sites: dict[str, DeskName] = Field(default_factory=dict, description="site name -> desk name")
+    customers: dict[str, DeskName] = Field(default_factory=dict, description="customer id -> desk name")
+
+    def desk_for(self, site: str, customer_id: str | None) -> str:
+        """The desk for an asset: its site's rule, else its customer's, else the default."""
+        if site in self.sites:
+            return self.sites[site]
+        if customer_id is not None and customer_id in self.customers:
+            return self.customers[customer_id]
+        return self.default
+
+
+class OutboxSettings(_Section):
+    """The durable delivery queue."""
+
+    backend: Literal["sqlite", "postgres"] = Field("sqlite", description="sqlite (one replica) or postgres (shared)")
+    path: Path = Field(Path("/var/lib/pdm-cloud-bridge/outbox.db"), description="sqlite database file")
+    dsn: SecretStr | None = Field(None, description="postgres DSN, e.g. postgresql://bridge@db/pdm")
+    dsn_file: Path | None = Field(None, description="file holding the postgres DSN")
+    synchronous_full: bool = Field(True, description="sqlite: fsync every commit (synchronous=FULL)")
+    max_events: int = Field(100_000, ge=10, description="bound on queued events; oldest 'updated' dropped first")
+    lease_s: float = Field(60.0, gt=0, le=3600, description="how long a replica owns an event it is delivering")
+
+    @model_validator(mode="after")
+    def _dsn(self) -> Self:
+        if self.backend == "postgres" and self.dsn is None and self.dsn_file is None:
+            raise ValueError("backend = 'postgres' needs dsn or dsn_file")
+        return self
+
+    def resolved_dsn(self) -> str | None:
+        """The PostgreSQL DSN, read from ``dsn_file`` when set."""
+        return _read_secret(self.dsn, self.dsn_file)
+
+
+class RetrySettings(_Section):
+    """Backoff, retry bound and circuit breaker, per desk."""
+
+    base_s: float = Field(0.5, gt=0, description="ceiling of the first retry delay (full jitter below it)")
+    cap_s: float = Field(300.0, gt=0, description="largest retry delay")
+    max_attempts: int = Field(30, ge=1, description="attempts before an event is dead-lettered as exhausted")
+    max_retry_after_s: float = Field(3600.0, gt=0, description="cap on a server's Retry-After")
+    circuit_failures: int = Field(5, ge=1, description="consecutive failures that open a desk's circuit")
+    circuit_open_s: float = Field(30.0, gt=0, description="how long an open circuit waits before a trial call")
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.cap_s < self.base_s:
+            raise ValueError("cap_s must be >= base_s")
+        return self
+
+
+class DeliverySettings(_Section):
+    """Bounded concurrency of deliveries."""
+
+    workers: int = Field(8, ge=1, le=128, description="deliveries in flight at once, over all desks")
+    poll_s: float = Field(0.5, gt=0, le=30, description="how often idle workers look for due events")
+    shutdown_grace_s: float = Field(20.0, ge=0, le=300, description="SIGTERM: wait this long for in-flight work")
+
+
+class SlaSettings(_Section):
+    """Response promises: hours per priority, when to warn, and the calendar for urgency."""
+
+    hours: dict[str, float] = Field(
+        default_factory=lambda: {"P1": 4.0, "P2": 8.0, "P3": 24.0, "P4": 72.0},
+        description="response time promised per priority, in hours",
+    )
+    warn_fraction: float = Field(
+        0.75, gt=0, lt=1, description="warn when this share of the SLA has elapsed without acknowledgement"
+    )
+    timezone: str = Field("Europe/Oslo", description="IANA zone of the service organisation's calendar")
+    holidays: list[date] = Field(default_factory=list, description="public holidays (YYYY-MM-DD)")
+    check_interval_s: float = Field(30.0, gt=0, description="how often SLA deadlines are checked")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Oslo") from None
+        return value
+
+    @field_validator("hours")
+    @classmethod
+    def _all_priorities(cls, value: dict[str, float]) -> dict[str, float]:
+        wanted = {"P1", "P2", "P3", "P4"}
+        if set(value) != wanted or any(h <= 0 for h in value.values()):
+            raise ValueError(f"give positive hours for exactly P1, P2, P3 and P4 (got {sorted(value)})")
+        return value
+
+
+class BridgeSettings(ServiceSettings):
+    """All settings of ``cloud-bridge``."""
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    share_group: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{0,64}$")] = Field(
+        "bridge", description="shared-subscription group of the replicas; empty for a plain subscription (amqtt)"
+    )
+    replica_id: DeskName = Field(
+        default_factory=lambda: (socket.gethostname().split(".")[0] or "bridge")[:64],
+        description="stable name of this replica (lease owner, MQTT client id)",
+    )
+    registry_path: Path = Field(Path("/etc/pdm/assets.toml"), description="asset registry TOML")
+    fault_actions_path: Path = Field(Path("/etc/pdm/fault-actions.toml"), description="parts and checks per fault")
+    dashboard_url: str = Field(
+        "https://dashboard.example.com/assets/{site}/{asset}", description="asset dashboard link; {site} {asset}"
+    )
+    default_language: Language = Field("en", description="customer-message language when the registry has none")
+    desks: dict[DeskName, DeskSettings] = Field(default_factory=dict, description="configured desks by name")
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    log_level: str = Field("info", description="debug, info, warning or error")
+    log_format: Literal["kv", "json"] = Field("kv", description="kv (key=value) or json")
+
+    @field_validator("desks")
+    @classmethod
+    def _some_desk(cls, value: dict[str, DeskSettings]) -> dict[str, DeskSettings]:
+        if not value:
+            raise ValueError("configure at least one desk as a [desks.<name>] table with kind and base_url")
+        return value
+
+    @field_validator("routing")
+    @classmethod
+    def _routes_exist(cls, value: RoutingSettings, info: ValidationInfo) -> RoutingSettings:
+        desks = info.data.get("desks") or {}
+        targets = {value.default, *value.sites.values(), *value.customers.values()}
+        unknown = sorted(targets - set(desks))
+        if desks and unknown:
+            raise ValueError(f"routing names desks {unknown} that are not configured under [desks.<name>]")
+        return value

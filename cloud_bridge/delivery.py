@@ -1,0 +1,256 @@
+"""The delivery loop: lease due events from the outbox, deliver them with bounded concurrency.
+
+One loop thread leases at most as many events as there are free workers, skipping desks whose
+circuit is open; a fixed thread pool performs the HTTP calls. Every outcome goes back to the outbox:
+2xx → complete (ticket reference and promise remembered), retryable → rescheduled with full-jitter
+backoff honouring ``Retry-After`` (dead-lettered as ``exhausted`` after ``max_attempts``), permanent
+→ dead-lettered with the reason. Decisions (backoff, circuit) are the pure parts in
+``pdm_common.backoff`` and ``cloud_bridge.circuit``; this module only wires them to the I/O.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from cloud_bridge.circuit import CircuitBreaker
+from cloud_bridge.config import RetrySettings
+from cloud_bridge.desks.base import Delivery, DeskAdapter
+from cloud_bridge.errors import DeliveryError, OutboxError, PermanentDeliveryError, RetryableDeliveryError
+from cloud_bridge.outbox import LeasedEvent, Outbox
+from cloud_bridge.plot import render_plot
+from cloud_bridge.ticket import Ticket, TicketAction
+from pdm_common.backoff import Backoff
+from pdm_common.contracts import AlertEvent
+from pdm_common.logs import get_logger
+
+__all__ = ["DeliveryStats", "DeskStats", "Dispatcher"]
+
+_log = get_logger(__name__)
+
+LATENCY_WINDOW = 10_000
+"""Delivery latencies kept for p50/p99 (a ring; enough for a benchmark run, bounded in memory)."""
+
+
+@dataclass(slots=True)
+class DeskStats:
+    """Counters of one desk, for metrics."""
+
+    attempts: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    circuit_opened: int = 0
+
+
+@dataclass(slots=True)
+class DeliveryStats:
+    """Counters of the delivery loop, per desk, plus recent end-to-end latencies (seconds)."""
+
+    desks: dict[str, DeskStats] = field(default_factory=dict)
+    latencies_s: list[float] = field(default_factory=list)
+
+    def desk(self, name: str) -> DeskStats:
+        """The counters of ``name`` (created on first use)."""
+        return self.desks.setdefault(name, DeskStats())
+
+
+class Dispatcher:
+    """Delivers leased outbox events to the desk adapters."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        adapters: dict[str, DeskAdapter],
+        to_ticket: Callable[[AlertEvent], Ticket],
+        retry: RetrySettings,
+        owner: str,
+        lease_s: float,
+        workers: int,
+        poll_s: float,
+        clock: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
+        self._outbox = outbox
+        self._adapters = adapters
+        self._to_ticket = to_ticket
+        self._retry = retry
+        self._backoff = Backoff(retry.base_s, retry.cap_s)
+        self._owner = owner
+        self._lease_s = lease_s
+        self._workers = workers
+        self._poll_s = poll_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._circuits = {name: CircuitBreaker(retry.circuit_failures, retry.circuit_open_s) for name in adapters}
+        self._inflight = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-deliver")
+        self._thread: threading.Thread | None = None
+        self.stats = DeliveryStats()
+
+    @property
+    def inflight(self) -> int:
+        """Deliveries in progress now."""
+        with self._lock:
+            return self._inflight
+
+    def circuit_state(self, desk: str) -> str:
+        """``closed``, ``open`` or ``half_open`` for ``desk``."""
+        with self._lock:
+            return self._circuits[desk].state.value
+
+    def wake(self) -> None:
+        """Look for due events now (called after an enqueue, so delivery does not wait for the poll)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the lease loop on its own thread."""
+        self._thread = threading.Thread(target=self._loop, name="bridge-dispatch", daemon=True)
+        self._thread.start()
+
+    def stop(self, grace_s: float) -> bool:
+        """Stop leasing, wait up to ``grace_s`` for in-flight deliveries; True when all finished.
+
+        Unfinished deliveries keep their lease until it expires (or this replica restarts and
+        releases it), and the desk's idempotency makes the eventual retry safe.
+        """
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=max(grace_s, 1.0))
+        deadline = self._clock() + grace_s
+        while self.inflight and self._clock() < deadline:
+            self._stopping.wait(0.05)
+        done = self.inflight == 0
+        self._pool.shutdown(wait=done, cancel_futures=True)
+        return done
+
+    def _open_circuits(self, now: float) -> list[str]:
+        with self._lock:
+            return [name for name, cb in self._circuits.items() if cb.blocks(now)]
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self._workers - self.inflight
+            batch: list[LeasedEvent] = []
+            if free > 0:
+                now = self._clock()
+                try:
+                    batch = self._outbox.lease(owner=self._owner, now=now, lease_s=self._lease_s, limit=free,
+                                               exclude_desks=self._open_circuits(now))
+                except OutboxError as exc:
+                    _log.error("outbox.lease_failed", error=str(exc), action="check the outbox database")
+            for event in batch:
+                with self._lock:
+                    self._inflight += 1
+                self._pool.submit(self._deliver_guarded, event)
+            if len(batch) < free or free <= 0:
+                self._wake.wait(self._poll_s)
+                self._wake.clear()
+
+    def _deliver_guarded(self, event: LeasedEvent) -> None:
+        try:
+            self._deliver(event)
+        except OutboxError as exc:
+            # The desk outcome could not be recorded; the lease expires and the (idempotent) send repeats.
+            _log.error("outbox.record_failed", alert_id=event.alert.alert_id, error=str(exc))
+        except Exception:  # a bug in one delivery must not kill the worker pool
+            _log.exception("delivery.crashed", alert_id=event.alert.alert_id, desk=event.desk)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+            self._wake.set()
+
+    def _deliver(self, event: LeasedEvent) -> None:
+        adapter = self._adapters.get(event.desk)
+        now = self._clock()
+        if adapter is None:
+            self._outbox.dead_letter(event, owner=self._owner, reason=f"desk {event.desk!r} is not configured",
+                                     now=now)
+            return
+        with self._lock:
+            allowed = self._circuits[event.desk].allow(now)
+        if not allowed:
+            # Leased in the same batch as the circuit's trial call: give it back untouched.
+            self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + self._retry.circuit_open_s,
+                                    error="circuit open", count=False)
+            return
+        stats = self.stats.desk(event.desk)
+        stats.attempts += 1
+        ticket = self._to_ticket(event.alert)
+        wants_plot = adapter.accepts_attachments and ticket.action in (TicketAction.OPEN, TicketAction.REOPEN)
+        delivery = Delivery(ticket=ticket, ticket_ref=event.ticket_ref, first_attempt=event.attempts == 0,
+                            plot=(lambda: render_plot(event.alert)) if wants_plot else None)
+        try:
+            ref = adapter.deliver(delivery)
+        except RetryableDeliveryError as exc:
+            self._failed(event, exc, stats)
+            return
+        except PermanentDeliveryError as exc:
+            self._circuit(event.desk, ok=True)
+            stats.dead_lettered += 1
+            self._outbox.dead_letter(event, owner=self._owner, reason=f"{exc.reason}: {exc.detail}", now=now)
+            _log.error("delivery.dead_lettered", alert_id=ticket.dedup_key, event_seq=ticket.event_seq,
+                       desk=event.desk, reason=exc.reason, action="fix the cause, then: cloud-bridge outbox retry")
+            return
+        done = self._clock()
+        self._circuit(event.desk, ok=True)
+        self._outbox.complete(
+            event, owner=self._owner, ticket_ref=ref, priority=ticket.priority.value,
+            opened_at=ticket.opened_at.timestamp(), sla_deadline=ticket.sla_deadline.timestamp(),
+            new_promise=ticket.action in (TicketAction.OPEN, TicketAction.REOPEN),
+            acknowledged=ticket.action is TicketAction.ACKNOWLEDGE,
+            resolved_at=done if ticket.action is TicketAction.RESOLVE else None,
+        )
+        stats.delivered += 1
+        with self._lock:
+            if len(self.stats.latencies_s) >= LATENCY_WINDOW:
+                del self.stats.latencies_s[: LATENCY_WINDOW // 2]
+            self.stats.latencies_s.append(done - event.enqueued_at)
+        _log.info("ticket.delivered", alert_id=ticket.dedup_key, event_seq=ticket.event_seq, desk=event.desk,
+                  action=ticket.action.value, ticket_ref=ref, priority=ticket.priority.value)
+
+    def _failed(self, event: LeasedEvent, exc: DeliveryError, stats: DeskStats) -> None:
+        now = self._clock()
+        opened = self._circuit(event.desk, ok=False)
+        if opened:
+            stats.circuit_opened += 1
+            _log.warning("desk.circuit_opened", desk=event.desk, open_s=self._retry.circuit_open_s,
+                         reason=exc.reason, action="check the desk's status page and credentials")
+        attempts = event.attempts + 1
+        if attempts >= self._retry.max_attempts:
+            stats.dead_lettered += 1
+            self._outbox.dead_letter(event, owner=self._owner, reason=f"exhausted after {attempts}: {exc.reason}",
+                                     now=now)
+            _log.error("delivery.exhausted", alert_id=event.alert.alert_id, desk=event.desk, attempts=attempts,
+                       action="fix the desk, then: cloud-bridge outbox retry")
+            return
+        retry_after = exc.retry_after_s if isinstance(exc, RetryableDeliveryError) else None
+        if retry_after is not None:
+            retry_after = min(retry_after, self._retry.max_retry_after_s)
+        delay = self._backoff.delay(event.attempts, self._rng, retry_after_s=retry_after)
+        stats.retried += 1
+        self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + delay, error=str(exc)[:500],
+                                count=True)
+        _log.warning("delivery.retry", alert_id=event.alert.alert_id, desk=event.desk, reason=exc.reason,
+                     attempt=attempts, retry_in_s=round(delay, 3))
+
+    def _circuit(self, desk: str, *, ok: bool) -> bool:
+        """Record an outcome; True when this failure opened the circuit."""
+        now = self._clock()
+        with self._lock:
+            cb = self._circuits[desk]
+            before = cb.times_opened
+            if ok:
+                cb.record_success(now)
+            else:
+                cb.record_failure(now)
+            return cb.times_opened > before
+

@@ -1,0 +1,550 @@
+"""The durable delivery outbox: SQLite (one replica) or PostgreSQL (replicas sharing one outbox).
+
+An alert event is written here before the MQTT message is acknowledged and deleted only after the
+desk accepted it (2xx). Per alert, only the lowest pending ``event_seq`` is ever leased, so events
+reach the desk in order even with several replicas; events at or below the highest seq already seen
+for an alert are refused as stale or repeated (DESIGN.md §3).
+
+Leases make sharing safe: a replica marks the rows it delivers with its owner id and a deadline.
+On PostgreSQL rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED``, so two replicas never
+claim the same row and never wait on each other; a crashed replica's leases simply expire (and a
+restarted replica releases its own at start-up).
+
+Bound (DESIGN.md §4): at ``max_events`` the oldest unleased ``updated`` event is dropped (a later
+event of the same alert carries the full state); ``opened``/``resolved`` are never dropped, and when
+only those remain :class:`~cloud_bridge.errors.OutboxFullError` is raised.
+
+Times are epoch seconds passed in by the caller; this module never reads a clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from cloud_bridge.errors import OutboxError, OutboxFullError
+from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType
+from pdm_common.logs import get_logger
+
+__all__ = [
+    "DeadLetterRow",
+    "EnqueueResult",
+    "LeasedEvent",
+    "Outbox",
+    "OutboxStats",
+    "TicketRow",
+    "open_postgres",
+    "open_sqlite",
+]
+
+_log = get_logger(__name__)
+
+ALERT_RETENTION_S = 30 * 86_400.0
+"""Keep a resolved alert's seq and ticket reference 30 days, so late repeats are still recognised."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id {serial} PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    desk TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    enqueued_at DOUBLE PRECISION NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
+    lease_owner TEXT,
+    lease_until DOUBLE PRECISION,
+    last_error TEXT,
+    UNIQUE (alert_id, event_seq)
+);
+CREATE INDEX IF NOT EXISTS events_due ON events (next_attempt_at);
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    desk TEXT NOT NULL,
+    last_seq_seen INTEGER NOT NULL,
+    last_seq_delivered INTEGER NOT NULL DEFAULT 0,
+    ticket_ref TEXT,
+    priority TEXT,
+    opened_at DOUBLE PRECISION,
+    sla_deadline DOUBLE PRECISION,
+    acknowledged INTEGER NOT NULL DEFAULT 0,
+    warned INTEGER NOT NULL DEFAULT 0,
+    resolved_at DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id {serial} PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    desk TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at DOUBLE PRECISION NOT NULL
+);
+"""
+
+
+class EnqueueResult(StrEnum):
+    """What :meth:`Outbox.enqueue` did with an event."""
+
+    ACCEPTED = "accepted"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedEvent:
+    """An event this replica now owns until ``lease_until``."""
+
+    id: int
+    alert: AlertEvent
+    desk: str
+    attempts: int
+    enqueued_at: float
+    ticket_ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    """The bridge's memory of one alert's ticket, for promise tracking."""
+
+    alert_id: str
+    desk: str
+    ticket_ref: str | None
+    priority: str | None
+    opened_at: float | None
+    sla_deadline: float | None
+    acknowledged: bool
+    warned: bool
+    resolved_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRow:
+    """An event that could not be delivered, with the reason."""
+
+    id: int
+    alert_id: str
+    event_seq: int
+    event_type: str
+    desk: str
+    reason: str
+    attempts: int
+    failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Gauges for metrics: queued events, age of the oldest, dead letters, drops by the bound."""
+
+    depth: int
+    oldest_age_s: float
+    dead_letters: int
+
+
+class _Conn(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ...) -> Any: ...
+
+
+class _Backend(ABC):
+    """One database connection behind a lock, with the dialect differences in one place."""
+
+    for_update = ""
+    skip_locked = ""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    @abstractmethod
+    def tx(self) -> AbstractContextManager[_Conn]:
+        """A write transaction; translates driver errors into :class:`OutboxError`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+
+class _Sqlite(_Backend):
+    def __init__(self, path: Path, *, synchronous_full: bool) -> None:
+        super().__init__()
+        try:
+            if str(path) != ":memory:":
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a transaction takes the write
+            # lock up front instead of failing half-way on SQLITE_BUSY.
+            self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if synchronous_full else 'NORMAL'}")
+            self.conn.executescript(_SCHEMA.format(serial="INTEGER"))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open sqlite outbox {path}: {exc}") from None
+
+    @contextmanager
+    def tx(self) -> Iterator[_Conn]:
+        with self.lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise OutboxError(f"sqlite outbox: {exc}") from None
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+class _Postgres(_Backend):
+    for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        import psycopg
+
+        self._psycopg = psycopg
+        try:
+            self.conn = psycopg.connect(dsn, connect_timeout=10)
+            with self.conn.transaction():
+                # Several replicas may start together: serialise the DDL on an advisory lock.
+                self.conn.execute("SELECT pg_advisory_xact_lock(4242001)")
+                self.conn.execute(_SCHEMA.format(serial="BIGSERIAL"))
+        except psycopg.Error as exc:
+            raise OutboxError(f"cannot open postgres outbox: {type(exc).__name__}") from None
+
+    @contextmanager
+    def tx(self) -> Iterator[_Conn]:
+        with self.lock:
+            try:
+                with self.conn.transaction():
+                    yield _PgConn(self.conn)
+            except self._psycopg.Error as exc:
+                raise OutboxError(f"postgres outbox: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+class _PgConn:
+    """Adapts ``?`` placeholders to psycopg's ``%s``; our SQL has no literal ``?`` or ``%``."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql.replace("?", "%s"), params)
+
+
+_EVENT_COLS = "e.id, e.payload, e.desk, e.attempts, e.enqueued_at, a.ticket_ref"
+
+
+class Outbox:
+    """Durable, ordered, bounded, lease-based outbox over SQLite or PostgreSQL."""
+
+    def __init__(self, backend: _Backend, *, max_events: int) -> None:
+        self._db = backend
+        self._max_events = max_events
+        self.dropped = 0
+
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgres``."""
+        return "postgres" if isinstance(self._db, _Postgres) else "sqlite"
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def enqueue(self, alert: AlertEvent, *, desk: str, now: float) -> EnqueueResult:
+        """Store an event durably unless it is stale or repeated for its alert.
+
+        The desk of an alert is fixed by its first event, so a routing change never splits one
+        alert across two desks.
+
+        Raises:
+            OutboxFullError: at the bound with no droppable ``updated`` event.
+            OutboxError: the database failed.
+        """
+        payload = alert.to_json().decode()
+        with self._db.tx() as c:
+            c.execute(
+                "INSERT INTO alerts (alert_id, desk, last_seq_seen) VALUES (?, ?, 0) ON CONFLICT (alert_id) DO NOTHING",
+                (alert.alert_id, desk),
+            )
+            row = c.execute(
+                "SELECT desk, last_seq_seen FROM alerts WHERE alert_id = ?" + self._db.for_update, (alert.alert_id,)
+            ).fetchone()
+            alert_desk, last_seen = str(row[0]), int(row[1])
+            if alert.event_seq <= last_seen:
+                return EnqueueResult.STALE
+            self._make_room(c)
+            c.execute(
+                "INSERT INTO events (alert_id, event_seq, event_type, desk, payload, enqueued_at, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (alert.alert_id, alert.event_seq, alert.event.value, alert_desk, payload, now, now),
+            )
+            c.execute("UPDATE alerts SET last_seq_seen = ? WHERE alert_id = ?", (alert.event_seq, alert.alert_id))
+        return EnqueueResult.ACCEPTED
+
+    def _make_room(self, c: _Conn) -> None:
+        depth = int(c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        if depth < self._max_events:
+            return
+        victim = c.execute(
+            "SELECT id, alert_id, event_seq FROM events WHERE event_type = ? AND lease_owner IS NULL"
+            " ORDER BY enqueued_at, id LIMIT 1",
+            (EventType.UPDATED.value,),
+        ).fetchone()
+        if victim is None:
+            raise OutboxFullError(f"outbox holds {depth} events (limit {self._max_events}), none droppable")
+        c.execute("DELETE FROM events WHERE id = ?", (victim[0],))
+        self.dropped += 1
+        _log.warning("outbox.dropped_update", alert_id=victim[1], event_seq=victim[2], depth=depth,
+                     action="deliveries are falling behind: check the desks and outbox.max_events")
+
+    def lease(
+        self, *, owner: str, now: float, lease_s: float, limit: int, exclude_desks: Sequence[str] = ()
+    ) -> list[LeasedEvent]:
+        """Claim up to ``limit`` due events, at most one per alert and only its lowest pending seq."""
+        desk_filter = ""
+        params: list[Any] = [now, now]
+        if exclude_desks:
+            desk_filter = " AND e.desk NOT IN (" + ", ".join("?" for _ in exclude_desks) + ")"
+            params += list(exclude_desks)
+        params.append(limit)
+        with self._db.tx() as c:
+            ids = [
+                int(r[0])
+                for r in c.execute(
+                    "SELECT e.id FROM events e WHERE e.next_attempt_at <= ?"
+                    " AND (e.lease_until IS NULL OR e.lease_until < ?)" + desk_filter +
+                    " AND NOT EXISTS (SELECT 1 FROM events p WHERE p.alert_id = e.alert_id"
+                    " AND p.event_seq < e.event_seq)"
+                    " ORDER BY e.next_attempt_at, e.id LIMIT ?" + self._db.skip_locked,
+                    params,
+                ).fetchall()
+            ]
+            if not ids:
+                return []
+            marks = ", ".join("?" for _ in ids)
+            c.execute(
+                f"UPDATE events SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",
+                [owner, now + lease_s, *ids],
+            )
+            rows = c.execute(
+                f"SELECT {_EVENT_COLS} FROM events e JOIN alerts a ON a.alert_id = e.alert_id"
+                f" WHERE e.id IN ({marks}) ORDER BY e.id",
+                ids,
+            ).fetchall()
+        return [
+            LeasedEvent(
+                id=int(r[0]),
+                alert=AlertEvent.from_json(str(r[1]).encode(), max_bytes=MAX_ALERT_BYTES),
+                desk=str(r[2]),
+                attempts=int(r[3]),
+                enqueued_at=float(r[4]),
+                ticket_ref=None if r[5] is None else str(r[5]),
+            )
+            for r in rows
+        ]
+
+    def complete(
+        self,
+        event: LeasedEvent,
+        *,
+        owner: str,
+        ticket_ref: str | None,
+        priority: str,
+        opened_at: float,
+        sla_deadline: float,
+        new_promise: bool,
+        acknowledged: bool,
+        resolved_at: float | None,
+    ) -> None:
+        """The desk accepted the event: delete it and remember the ticket and its promise.
+
+        Args:
+            event: the leased event.
+            owner: this replica's lease owner id.
+            ticket_ref: the desk's reference (kept when None).
+            priority: the ticket's current priority.
+            opened_at: when the promise started (epoch s).
+            sla_deadline: when the response is due (epoch s); an earlier deadline (escalation) replaces
+                the stored one, a later one does not.
+            new_promise: open or reopen: start the promise afresh (unacknowledged, not warned).
+            acknowledged: someone took the alert in hand.
+            resolved_at: set when the alert resolved; None re-opens a resolved record.
+        """
+        with self._db.tx() as c:
+            c.execute("DELETE FROM events WHERE id = ? AND lease_owner = ?", (event.id, owner))
+            c.execute(
+                "UPDATE alerts SET last_seq_delivered = ?, ticket_ref = COALESCE(?, ticket_ref), priority = ?,"
+                " opened_at = CASE WHEN ? OR opened_at IS NULL THEN ? ELSE opened_at END,"
+                " sla_deadline = CASE WHEN ? OR sla_deadline IS NULL OR ? < sla_deadline THEN ? ELSE sla_deadline END,"
+                " acknowledged = CASE WHEN ? THEN 1 WHEN ? THEN 0 ELSE acknowledged END,"
+                " warned = CASE WHEN ? THEN 0 ELSE warned END, resolved_at = ?"
+                " WHERE alert_id = ?",
+                (event.alert.event_seq, ticket_ref, priority, new_promise, opened_at, new_promise, sla_deadline,
+                 sla_deadline, acknowledged, new_promise, new_promise, resolved_at, event.alert.alert_id),
+            )
+
+    def reschedule(self, event: LeasedEvent, *, owner: str, next_attempt_at: float, error: str, count: bool) -> None:
+        """Give the event back for a later attempt; ``count`` says whether this was a failed attempt."""
+        with self._db.tx() as c:
+            c.execute(
+                "UPDATE events SET attempts = attempts + ?, next_attempt_at = ?, lease_owner = NULL,"
+                " lease_until = NULL, last_error = ? WHERE id = ? AND lease_owner = ?",
+                (1 if count else 0, next_attempt_at, error[:500], event.id, owner),
+            )
+
+    def dead_letter(self, event: LeasedEvent, *, owner: str, reason: str, now: float) -> None:
+        """Move the event to the dead-letter table with the reason; later events of the alert go on."""
+        with self._db.tx() as c:
+            row = c.execute(
+                "SELECT alert_id, event_seq, event_type, desk, payload, attempts FROM events"
+                " WHERE id = ? AND lease_owner = ?",
+                (event.id, owner),
+            ).fetchone()
+            if row is None:
+                return
+            c.execute(
+                "INSERT INTO dead_letters (alert_id, event_seq, event_type, desk, payload, reason, attempts,"
+                " failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row[0], row[1], row[2], row[3], row[4], reason[:1000], int(row[5]) + 1, now),
+            )
+            c.execute("DELETE FROM events WHERE id = ?", (event.id,))
+
+    def release_owner(self, owner: str) -> int:
+        """Release every lease held by ``owner`` (a restarted replica reclaims its work at once)."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (owner,)
+            )
+            return int(cur.rowcount)
+
+    def stats(self, now: float) -> OutboxStats:
+        """Queue depth, age of the oldest queued event and dead-letter count."""
+        with self._db.tx() as c:
+            depth, oldest = c.execute("SELECT COUNT(*), MIN(enqueued_at) FROM events").fetchone()
+            dead = c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        return OutboxStats(depth=int(depth), oldest_age_s=0.0 if oldest is None else max(0.0, now - float(oldest)),
+                           dead_letters=int(dead))
+
+    def pending(self, limit: int = 100) -> list[tuple[int, str, int, str, str, int, float, str | None]]:
+        """Queued events: id, alert_id, event_seq, event_type, desk, attempts, next_attempt_at, last_error."""
+        with self._db.tx() as c:
+            rows = c.execute(
+                "SELECT id, alert_id, event_seq, event_type, desk, attempts, next_attempt_at, last_error"
+                " FROM events ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(int(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), float(r[6]), r[7]) for r in rows]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
+        """Dead-lettered events, oldest first."""
+        with self._db.tx() as c:
+            rows = c.execute(
+                "SELECT id, alert_id, event_seq, event_type, desk, reason, attempts, failed_at FROM dead_letters"
+                " ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [DeadLetterRow(int(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), str(r[5]), int(r[6]),
+                              float(r[7])) for r in rows]
+
+    def retry_dead(self, ids: Sequence[int] | None, *, now: float) -> int:
+        """Move dead letters (all when ``ids`` is None) back into the queue, due now, attempts reset."""
+        where, params = self._id_filter(ids)
+        with self._db.tx() as c:
+            rows = c.execute(
+                "SELECT id, alert_id, event_seq, event_type, desk, payload FROM dead_letters" + where, params
+            ).fetchall()
+            for r in rows:
+                c.execute(
+                    "INSERT INTO events (alert_id, event_seq, event_type, desk, payload, enqueued_at, next_attempt_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, event_seq) DO NOTHING",
+                    (r[1], r[2], r[3], r[4], r[5], now, now),
+                )
+                c.execute("DELETE FROM dead_letters WHERE id = ?", (r[0],))
+        return len(rows)
+
+    def purge_dead(self, ids: Sequence[int] | None) -> int:
+        """Delete dead letters (all when ``ids`` is None); returns how many."""
+        where, params = self._id_filter(ids)
+        with self._db.tx() as c:
+            return int(c.execute("DELETE FROM dead_letters" + where, params).rowcount)
+
+    @staticmethod
+    def _id_filter(ids: Sequence[int] | None) -> tuple[str, list[Any]]:
+        if ids is None:
+            return "", []
+        if not ids:
+            return " WHERE 1 = 0", []
+        return " WHERE id IN (" + ", ".join("?" for _ in ids) + ")", [int(i) for i in ids]
+
+    def ticket(self, alert_id: str) -> TicketRow | None:
+        """What the bridge remembers about an alert's ticket."""
+        with self._db.tx() as c:
+            r = c.execute(
+                "SELECT alert_id, desk, ticket_ref, priority, opened_at, sla_deadline, acknowledged, warned,"
+                " resolved_at FROM alerts WHERE alert_id = ?",
+                (alert_id,),
+            ).fetchone()
+        return None if r is None else _ticket_row(r)
+
+    def open_tickets(self, limit: int = 1000) -> list[TicketRow]:
+        """Delivered, unresolved, unacknowledged tickets not yet warned about: candidates for SLA warnings."""
+        with self._db.tx() as c:
+            rows = c.execute(
+                "SELECT alert_id, desk, ticket_ref, priority, opened_at, sla_deadline, acknowledged, warned,"
+                " resolved_at FROM alerts WHERE sla_deadline IS NOT NULL AND resolved_at IS NULL"
+                " AND acknowledged = 0 AND warned = 0 ORDER BY sla_deadline LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_ticket_row(r) for r in rows]
+
+    def mark_warned(self, alert_id: str) -> None:
+        """Record that the SLA warning for this ticket went out."""
+        with self._db.tx() as c:
+            c.execute("UPDATE alerts SET warned = 1 WHERE alert_id = ?", (alert_id,))
+
+    def prune_alerts(self, *, now: float) -> int:
+        """Forget alerts resolved more than :data:`ALERT_RETENTION_S` ago with nothing queued."""
+        with self._db.tx() as c:
+            cur = c.execute(
+                "DELETE FROM alerts WHERE resolved_at IS NOT NULL AND resolved_at < ?"
+                " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.alert_id = alerts.alert_id)",
+                (now - ALERT_RETENTION_S,),
+            )
+            return int(cur.rowcount)
+
+
+def _ticket_row(r: Sequence[Any]) -> TicketRow:
+    return TicketRow(
+        alert_id=str(r[0]), desk=str(r[1]), ticket_ref=None if r[2] is None else str(r[2]),
+        priority=None if r[3] is None else str(r[3]), opened_at=None if r[4] is None else float(r[4]),
+        sla_deadline=None if r[5] is None else float(r[5]), acknowledged=bool(r[6]), warned=bool(r[7]),
+        resolved_at=None if r[8] is None else float(r[8]),
+    )
+
+
+def open_sqlite(path: Path, *, max_events: int, synchronous_full: bool = True) -> Outbox:
+    """An outbox in a SQLite file (WAL; ``synchronous=FULL`` unless told otherwise)."""
+    return Outbox(_Sqlite(path, synchronous_full=synchronous_full), max_events=max_events)
+
+
+def open_postgres(dsn: str, *, max_events: int) -> Outbox:
+    """An outbox in PostgreSQL, shareable by several replicas (psycopg 3 imported lazily)."""
+    return Outbox(_Postgres(dsn), max_events=max_events)

@@ -1,0 +1,128 @@
+"""``edge-agent doctor``: check a gateway's configuration and surroundings; say what to fix.
+
+Checks: config loads; broker password credential; TLS files and their expiry; broker reachable,
+TLS handshake, login; clock; free disk for the outbox; outbox integrity; checkpoints. Exit status
+1 when any check fails. :func:`health` is the cheap local subset the agent publishes in its
+retained ``GatewayStatus.health`` every ``status_interval_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pdm_common
+from edge_agent.config import AgentSettings
+from edge_agent.install import Layout
+from pdm_common.doctor import (
+    Check,
+    CheckResult,
+    check_broker,
+    check_certificates,
+    check_clock_at,
+    check_disk_at,
+    check_secret_file,
+    check_sqlite,
+    exit_code,
+    fail,
+    health_summary,
+    mqtt_for_doctor,
+    ok,
+    render,
+    run_checks,
+    unit_credentials,
+    warn,
+)
+from pdm_common.errors import ConfigError
+from pdm_common.logs import configure_logging
+from pdm_common.mqtt import MqttSettings
+from pdm_common.settings import load_settings, resolve_config_path
+
+__all__ = ["add_parser", "agent_checks", "check_checkpoints", "health"]
+
+UNIT = "pdm-edge-agent.service"
+OUTBOX_FILE = "outbox.sqlite3"
+CHECKPOINT_DIR = "checkpoints"
+_PARTIAL_SUFFIXES = (".tmp", ".partial")
+
+
+def check_checkpoints(directory: Path) -> CheckResult:
+    """Checkpoint files are non-empty and no write was left half-done."""
+    if not directory.is_dir():
+        return ok("checkpoints", f"{directory} not created yet (models start warming up)")
+    files = sorted(p for p in directory.iterdir() if p.is_file())
+    empty = [p.name for p in files if p.stat().st_size == 0]
+    partial = [p.name for p in files if p.suffix in _PARTIAL_SUFFIXES]
+    if empty:
+        return fail("checkpoints", f"empty checkpoint files: {', '.join(empty[:5])}",
+                    f"delete them from {directory}; those assets re-warm from scratch")
+    if partial:
+        return warn("checkpoints", f"interrupted writes left behind: {', '.join(partial[:5])}",
+                    f"delete them from {directory} (the previous checkpoint is intact); check free disk")
+    return ok("checkpoints", f"{len(files)} checkpoint files in {directory}")
+
+
+def _local_checks(settings: AgentSettings, now: datetime, mqtt: MqttSettings) -> list[tuple[str, Check]]:
+    state = settings.state_dir
+    return [
+        ("tls", lambda: check_certificates(mqtt.tls, now)),
+        # Moments this machine has already seen: when the code was installed, the last state writes.
+        ("clock", lambda: check_clock_at(now, [Path(pdm_common.__file__), state / OUTBOX_FILE,
+                                               state / CHECKPOINT_DIR])),
+        ("disk", lambda: check_disk_at(state)),
+        ("checkpoints", lambda: check_checkpoints(state / CHECKPOINT_DIR)),
+    ]
+
+
+def agent_checks(settings: AgentSettings, *, now: datetime, network: bool = True, timeout_s: float = 5.0,
+                 root: Path = Path("/")) -> list[tuple[str, Check]]:
+    """Every doctor check for ``settings``, in report order.
+
+    Args:
+        settings: the loaded agent settings.
+        now: current UTC time (certificate expiry, clock sanity).
+        network: also probe the broker (TCP, TLS handshake, login).
+        timeout_s: bound of each network probe.
+        root: where the installed unit lives (its LoadCredential= sources map credential paths).
+    """
+    mqtt = mqtt_for_doctor(settings.mqtt, UNIT, unit_credentials(root / Layout().unit))
+    checks: list[tuple[str, Check]] = []
+    if mqtt.username is not None and mqtt.password_file is not None:
+        password_file = mqtt.password_file
+        checks.append(("credentials", lambda: check_secret_file("credentials.mqtt", password_file)))
+    checks += _local_checks(settings, now, mqtt)
+    checks.append(("outbox", lambda: check_sqlite("outbox", settings.state_dir / OUTBOX_FILE)))
+    if network:
+        client_id = f"{settings.mqtt.client_id or f'pdm-edge-agent-{settings.gateway}'}-doctor"
+        checks.append(("broker", lambda: check_broker(mqtt, now, client_id=client_id, timeout_s=timeout_s)))
+    return checks
+
+
+def health(settings: AgentSettings, *, now: datetime) -> dict[str, str]:
+    """Small ``{check: verdict}`` summary for ``GatewayStatus.health``: local checks only, no network."""
+    return health_summary(run_checks(_local_checks(settings, now, settings.mqtt)))
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    configure_logging(level="critical")  # the report is the output; adapter warnings would repeat it
+    path = resolve_config_path(args.config)
+    try:
+        settings = load_settings(AgentSettings, path)
+    except ConfigError as exc:
+        results = [fail("config", str(exc), "fix the file, then run `edge-agent check-config`")]
+    else:
+        results = [ok("config", f"{path or 'defaults + PDM_* environment'}: gateway={settings.gateway} "
+                      f"site={settings.site}")]
+        results += run_checks(agent_checks(settings, now=datetime.now(UTC), network=not args.offline,
+                                           timeout_s=args.timeout))
+    print(render(results))
+    return exit_code(results)
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``doctor`` on the ``edge-agent`` command line (uses the global ``--config``)."""
+    doctor = subparsers.add_parser("doctor", help="check config, broker, TLS, clock, disk and state; print fixes")
+    doctor.add_argument("--offline", action="store_true", help="skip the broker probes")
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per network probe (default 5)")
+    doctor.set_defaults(func=_cmd_doctor)

@@ -1,0 +1,120 @@
+"""The durable outbox on SQLite and on the local PostgreSQL (skipped with a reason when unreachable)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud_bridge.errors import OutboxFullError
+from cloud_bridge.outbox import EnqueueResult, Outbox, open_postgres, open_sqlite
+from tests.bridge.samples import alert
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_schema_dsn() -> str:
+    import psycopg
+
+    try:
+        conn = psycopg.connect(PG_DSN, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"local PostgreSQL at {PG_DSN} unreachable ({type(exc).__name__}); start it to run this test")
+    schema = f"bridge_{uuid.uuid4().hex[:10]}"
+    with conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    conn.close()
+    return f"{PG_DSN}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def make_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    opened: list[Outbox] = []
+    dsn = _pg_schema_dsn() if request.param == "postgres" else ""
+
+    def make(max_events: int = 1000) -> Outbox:
+        box = (open_postgres(dsn, max_events=max_events) if dsn
+               else open_sqlite(tmp_path / "outbox.db", max_events=max_events))
+        opened.append(box)
+        return box
+
+    yield make
+    for box in opened:
+        box.close()
+
+
+def test_events_leave_in_seq_order_one_per_alert(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox()
+    for seq in (1, 2, 3):
+        assert box.enqueue(alert(seq), desk="main", now=1.0) is EnqueueResult.ACCEPTED
+    other = alert(1, alert_id="hp-0043:x:low_flow", asset="hp-0043")
+    box.enqueue(other, desk="main", now=1.0)
+    first = box.lease(owner="a", now=2.0, lease_s=30, limit=10)
+    assert sorted((e.alert.alert_id, e.alert.event_seq) for e in first) == sorted(
+        [(alert().alert_id, 1), (other.alert_id, 1)])
+    assert box.lease(owner="b", now=2.0, lease_s=30, limit=10) == []  # heads are leased; seq 2 must wait
+    head = next(e for e in first if e.alert.alert_id == alert().alert_id)
+    box.complete(head, owner="a", ticket_ref="T-1", priority="P2", opened_at=0.0, sla_deadline=100.0,
+                 new_promise=True, acknowledged=False, resolved_at=None)
+    nxt = box.lease(owner="b", now=3.0, lease_s=30, limit=10)
+    assert [(e.alert.event_seq, e.ticket_ref) for e in nxt] == [(2, "T-1")]
+
+
+def test_stale_and_repeated_events_are_refused(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox()
+    assert box.enqueue(alert(2), desk="main", now=1.0) is EnqueueResult.ACCEPTED
+    assert box.enqueue(alert(2), desk="main", now=1.0) is EnqueueResult.STALE
+    assert box.enqueue(alert(1), desk="main", now=1.0) is EnqueueResult.STALE
+    assert box.stats(2.0).depth == 1
+
+
+def test_expired_lease_is_taken_over_and_restart_releases_own_leases(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox()
+    box.enqueue(alert(1), desk="main", now=0.0)
+    assert len(box.lease(owner="a", now=1.0, lease_s=10, limit=5)) == 1
+    assert box.lease(owner="b", now=5.0, lease_s=10, limit=5) == []
+    assert len(box.lease(owner="b", now=12.0, lease_s=10, limit=5)) == 1
+    assert box.release_owner("b") == 1
+    assert len(box.lease(owner="a", now=12.5, lease_s=10, limit=5)) == 1
+
+
+def test_dead_letter_retry_and_purge(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox()
+    box.enqueue(alert(1), desk="main", now=0.0)
+    box.enqueue(alert(2), desk="main", now=0.0)
+    (ev,) = box.lease(owner="a", now=1.0, lease_s=10, limit=5)
+    box.dead_letter(ev, owner="a", reason="http_400: bad field", now=1.0)
+    assert [d.reason for d in box.dead_letters()] == ["http_400: bad field"]
+    (nxt,) = box.lease(owner="a", now=1.0, lease_s=10, limit=5)  # later events go on
+    assert nxt.alert.event_seq == 2
+    box.reschedule(nxt, owner="a", next_attempt_at=50.0, error="boom", count=True)
+    assert box.retry_dead(None, now=2.0) == 1
+    assert box.stats(2.0).dead_letters == 0 and box.stats(2.0).depth == 2
+    (again,) = box.lease(owner="a", now=3.0, lease_s=10, limit=5)
+    box.dead_letter(again, owner="a", reason="x", now=3.0)
+    assert box.purge_dead(None) == 1
+
+
+def test_bound_drops_oldest_update_never_open(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox(max_events=10)
+    for i in range(9):
+        box.enqueue(alert(1, alert_id=f"a{i}:x:low_flow"), desk="main", now=float(i))
+    box.enqueue(alert(2, alert_id="a0:x:low_flow"), desk="main", now=9.0)
+    box.enqueue(alert(1, alert_id="a10:x:low_flow"), desk="main", now=10.0)  # the update makes room
+    assert box.dropped == 1 and box.stats(11.0).depth == 10
+    assert all(row[3] == "opened" for row in box.pending())
+    with pytest.raises(OutboxFullError):
+        box.enqueue(alert(1, alert_id="a11:x:low_flow"), desk="main", now=11.0)
+
+
+def test_two_replicas_never_lease_the_same_event(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    a: Outbox = make_outbox()
+    b: Outbox = make_outbox()
+    for i in range(40):
+        a.enqueue(alert(1, alert_id=f"hp-{i}:x:low_flow"), desk="main", now=0.0)
+    got_a = a.lease(owner="a", now=1.0, lease_s=30, limit=25)
+    got_b = b.lease(owner="b", now=1.0, lease_s=30, limit=25)
+    assert len(got_a) + len(got_b) == 40
+    assert not {e.id for e in got_a} & {e.id for e in got_b}

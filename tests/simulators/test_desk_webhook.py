@@ -1,0 +1,137 @@
+"""The generic signed webhook of the desk simulator, through a real httpx client."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators.desk import DeskCredentials, DeskSimulator, sign_webhook
+
+SECRET = DeskCredentials().webhook_secret
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[DeskSimulator]:
+    with DeskSimulator(seed=11) as server:
+        yield server
+
+
+@pytest.fixture
+def client(sim: DeskSimulator) -> Iterator[httpx.Client]:
+    sim.reset()
+    with httpx.Client(base_url=sim.url, timeout=5.0) as http:
+        yield http
+
+
+def ticket_body(action: str, dedup_key: str = "hp-0042:2026-01-14T03:10:00Z:refrigerant", **extra: Any) -> bytes:
+    body = {"dedup_key": dedup_key, "action": action, "title": "hp-0042 refrigerant leak, act today",
+            "priority": "high", "customer": {"name": "A. Berg", "vulnerable_occupants": True}, **extra}
+    return json.dumps(body).encode()
+
+
+def post(client: httpx.Client, body: bytes, *, key: str | None = None, secret: str = SECRET,
+         ts: int | None = None) -> httpx.Response:
+    headers = {"Content-Type": "application/json", "X-PDM-Signature": sign_webhook(secret, body),
+               "X-PDM-Timestamp": str(int(time.time()) if ts is None else ts)}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return client.post("/webhook", content=body, headers=headers)
+
+
+def test_open_update_resolve_round_trip_keeps_fields_verbatim(client: httpx.Client, sim: DeskSimulator) -> None:
+    opened = post(client, ticket_body("opened"))
+    assert opened.status_code == 201
+    assert opened.json() == {"id": "WH-1", "dedup_key": "hp-0042:2026-01-14T03:10:00Z:refrigerant", "status": "open"}
+    assert post(client, ticket_body("updated", note="worse")).json()["status"] == "open"
+    resolved = post(client, ticket_body("resolved"))
+    assert resolved.status_code == 200
+    assert resolved.json()["status"] == "resolved"
+
+    [ticket] = sim.tickets("webhook")
+    assert [h["op"] for h in ticket["history"]] == ["create", "update", "resolve"]
+    assert ticket["fields"]["customer"] == {"name": "A. Berg", "vulnerable_occupants": True}
+    assert ticket["history"][1]["body"]["note"] == "worse"
+
+
+def test_update_after_resolve_reopens(client: httpx.Client, sim: DeskSimulator) -> None:
+    post(client, ticket_body("opened"))
+    post(client, ticket_body("resolved"))
+    assert post(client, ticket_body("updated", reason="fix not confirmed")).json()["status"] == "open"
+    assert [h["op"] for h in sim.tickets("webhook")[0]["history"]] == ["create", "resolve", "reopen"]
+
+
+def test_same_idempotency_key_and_body_replays_without_creating(client: httpx.Client, sim: DeskSimulator) -> None:
+    body = ticket_body("opened")
+    first = post(client, body, key="alert-1:1")
+    again = post(client, body, key="alert-1:1")
+    assert (again.status_code, again.json()) == (first.status_code, first.json())
+    assert again.headers["X-Idempotency-Replayed"] == "true"
+    assert len(sim.tickets("webhook")) == 1
+    assert [r["outcome"] for r in sim.requests()] == ["pass", "replay"]
+
+
+def test_same_idempotency_key_with_other_body_is_422(client: httpx.Client, sim: DeskSimulator) -> None:
+    post(client, ticket_body("opened"), key="alert-1:1")
+    reused = post(client, ticket_body("opened", title_suffix="changed"), key="alert-1:1")
+    assert reused.status_code == 422
+    assert len(sim.tickets("webhook")) == 1
+
+
+def test_opened_twice_without_key_is_a_visible_duplicate(client: httpx.Client, sim: DeskSimulator) -> None:
+    post(client, ticket_body("opened"))
+    post(client, ticket_body("opened"))
+    held = sim.tickets("webhook")
+    assert [t["id"] for t in held] == ["WH-1", "WH-2"]
+    assert {t["dedup_key"] for t in held} == {"hp-0042:2026-01-14T03:10:00Z:refrigerant"}
+
+
+@pytest.mark.parametrize(
+    ("secret", "ts_offset_s"),
+    [("wrong-secret", 0), (SECRET, 301), (SECRET, -301)],
+    ids=["bad-signature", "timestamp-too-old", "timestamp-in-future"],
+)
+def test_bad_signature_or_skew_is_401(client: httpx.Client, sim: DeskSimulator, secret: str,
+                                      ts_offset_s: int) -> None:
+    answer = post(client, ticket_body("opened"), secret=secret, ts=int(time.time()) + ts_offset_s)
+    assert answer.status_code == 401
+    assert sim.tickets() == []
+
+
+def test_signature_over_a_modified_body_is_401(client: httpx.Client) -> None:
+    body = ticket_body("opened")
+    headers = {"X-PDM-Signature": sign_webhook(SECRET, body), "X-PDM-Timestamp": str(int(time.time()))}
+    assert client.post("/webhook", content=body + b" ", headers=headers).status_code == 401
+
+
+def test_missing_headers_are_401(client: httpx.Client) -> None:
+    assert client.post("/webhook", content=ticket_body("opened")).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", json.dumps({"dedup_key": "k", "action": "closed", "title": "t", "priority": "p"}).encode(),
+     json.dumps({"dedup_key": "k", "action": "opened", "title": "t"}).encode()],
+    ids=["not-json", "not-object", "bad-action", "missing-priority"],
+)
+def test_invalid_body_is_400(client: httpx.Client, body: bytes) -> None:
+    assert post(client, body).status_code == 400
+
+
+def test_update_of_unknown_dedup_key_is_404_and_not_remembered(client: httpx.Client, sim: DeskSimulator) -> None:
+    update = ticket_body("updated", dedup_key="never-opened")
+    assert post(client, update, key="k-404").status_code == 404
+    post(client, ticket_body("opened", dedup_key="never-opened"))
+    # The 404 was not remembered under the key, so the retried update now applies.
+    assert post(client, update, key="k-404").status_code == 200
+    assert [h["op"] for h in sim.tickets()[0]["history"]] == ["create", "update"]
+
+
+def test_oversized_body_is_413(sim: DeskSimulator) -> None:
+    with DeskSimulator(max_body_bytes=1024) as small, httpx.Client(base_url=small.url) as http:
+        answer = http.post("/webhook", content=b"x" * 2048)
+        assert answer.status_code == 413
