@@ -4,6 +4,10 @@
 deliveries finish (bounded by ``delivery.shutdown_grace_s``). ``drain(timeout_s)`` waits until the
 outbox is empty, for demos and tests. Counters for metrics are plain attributes: ``consumer.stats``,
 ``dispatcher.stats``, ``outbox_stats()``, ``sla_warnings``.
+
+Ops hooks for ``cloud-bridge run`` (systemd, Prometheus, SIGHUP): ``metrics`` (every desk attempt is
+counted by the :class:`~cloud_bridge.metrics.MeteredAdapter` around each adapter), ``refresh_gauges()``,
+``liveness()`` (watchdog probes) and ``reload(new_settings)``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from cloud_bridge.desks.pagerduty import PagerDutyAdapter
 from cloud_bridge.desks.servicenow import ServiceNowAdapter
 from cloud_bridge.desks.webhook import WebhookAdapter
 from cloud_bridge.desks.zendesk import ZendeskAdapter
-from cloud_bridge.errors import OutboxError
+from cloud_bridge.errors import OutboxError, RegistryError
 from cloud_bridge.fault_actions import load_fault_actions
+from cloud_bridge.metrics import BridgeMetrics, MeteredAdapter
 from cloud_bridge.outbox import Outbox, OutboxStats, open_postgres, open_sqlite
 from cloud_bridge.promises import SlaWarning, due_warnings
 from cloud_bridge.registry import RegistryFile
@@ -32,9 +37,11 @@ from cloud_bridge.urgency import CalendarPolicy
 from pdm_common.contracts import AlertEvent
 from pdm_common.logs import get_logger
 from pdm_common.mqtt import MqttClient
+from pdm_common.reload import ReloadPlan, reload_plan
+from pdm_common.systemd import Heartbeat, Liveness
 from pdm_common.topics import AssetChannel, Topics
 
-__all__ = ["BridgeApp", "make_adapter", "open_outbox"]
+__all__ = ["RELOADABLE", "BridgeApp", "make_adapter", "mqtt_client_id", "open_outbox"]
 
 _log = get_logger(__name__)
 
@@ -45,6 +52,40 @@ _ADAPTERS: dict[DeskKind, type[DeskAdapter]] = {
     DeskKind.JSM: JsmAdapter,
     DeskKind.ZENDESK: ZendeskAdapter,
 }
+
+RELOADABLE = frozenset({"registry_path", "fault_actions_path", "dashboard_url", "default_language", "routing", "sla"})
+"""Settings SIGHUP applies in place: each is read per ticket, per route or per SLA check. Everything else
+(MQTT, desks, outbox, retry — the dispatcher owns its backoff and breakers —, delivery, logging) needs a restart."""
+
+MQTT_STALL_S = 20.0
+"""The network thread stamps its heartbeat every 0.5 s, also while backing off; a blocking TCP/TLS connect
+takes up to paho's 5 s and storing one alert up to ~1.5 s of retries (consumer.STORE_ATTEMPTS).
+20 s without a stamp means it is wedged (same bound as the edge agent)."""
+
+DELIVERY_STALL_FACTOR = 10
+"""A busy delivery pool is wedged when no attempt started or ended for this many desk timeouts: one
+attempt is at most three requests (ServiceNow: look up, create, attach), each bounded by ``timeout_s``
+per phase, so ten timeouts leave margin without waiting forever on a hung socket."""
+
+
+def mqtt_client_id(settings: BridgeSettings) -> str:
+    """The MQTT client id of this replica (its persistent session is keyed by it)."""
+    return settings.mqtt.client_id or f"cloud-bridge-{settings.replica_id}"
+
+
+def _mapping_context(settings: BridgeSettings) -> MappingContext:
+    """Everything ticket mapping reads from the settings; loads the fault-action table.
+
+    Raises:
+        RegistryError: the fault-action table is unreadable or invalid.
+    """
+    return MappingContext(
+        fault_actions=load_fault_actions(settings.fault_actions_path),
+        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=frozenset(settings.sla.holidays)),
+        sla_hours=dict(settings.sla.hours),
+        dashboard_url=settings.dashboard_url,
+        default_language=settings.default_language,
+    )
 
 
 def make_adapter(name: str, settings: DeskSettings) -> DeskAdapter:
@@ -68,21 +109,27 @@ def open_outbox(settings: BridgeSettings) -> Outbox:
 
 
 class BridgeApp:
-    """The running bridge; explicit ``start()`` / ``stop()`` so systemd and metrics hooks can wrap it."""
+    """The running bridge; explicit ``start()`` / ``stop()`` so systemd and metrics hooks can wrap it.
 
-    def __init__(self, settings: BridgeSettings, *, clock: Callable[[], float] = time.time) -> None:
+    Args:
+        settings: the validated settings.
+        clock: wall-clock seconds (outbox times, SLA deadlines).
+        monotonic: seconds for the delivery-progress heartbeat the watchdog reads.
+    """
+
+    def __init__(self, settings: BridgeSettings, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._clock = clock
         self.registry = RegistryFile(settings.registry_path)
-        self._ctx = MappingContext(
-            fault_actions=load_fault_actions(settings.fault_actions_path),
-            calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=frozenset(settings.sla.holidays)),
-            sla_hours=dict(settings.sla.hours),
-            dashboard_url=settings.dashboard_url,
-            default_language=settings.default_language,
-        )
+        self._ctx = _mapping_context(settings)
         self.outbox = open_outbox(settings)
-        self.adapters = {name: make_adapter(name, desk) for name, desk in settings.desks.items()}
+        self.metrics = BridgeMetrics()
+        self.delivery_progress = Heartbeat(monotonic)
+        self.adapters: dict[str, DeskAdapter] = {
+            name: MeteredAdapter(make_adapter(name, desk), self.metrics, self.delivery_progress)
+            for name, desk in settings.desks.items()
+        }
         self.dispatcher = Dispatcher(
             outbox=self.outbox, adapters=self.adapters, to_ticket=self.to_ticket, retry=settings.retry,
             owner=settings.replica_id, lease_s=settings.outbox.lease_s, workers=settings.delivery.workers,
@@ -91,10 +138,10 @@ class BridgeApp:
         topics = Topics(settings.mqtt.topic_prefix)
         self.consumer = AlertConsumer(outbox=self.outbox, topics=topics, route=self._route,
                                       on_accepted=self.dispatcher.wake, clock=clock)
+        self.metrics.watch_intake(self.consumer.stats)
         subscription = (topics.shared(settings.share_group, AssetChannel.ALERT) if settings.share_group
                         else topics.all_assets(AssetChannel.ALERT))
-        client_id = settings.mqtt.client_id or f"cloud-bridge-{settings.replica_id}"
-        self.mqtt = MqttClient(settings.mqtt, client_id=client_id, subscriptions=[(subscription, 1)],
+        self.mqtt = MqttClient(settings.mqtt, client_id=mqtt_client_id(settings), subscriptions=[(subscription, 1)],
                                on_message=self.consumer.handle)
         self.sla_warnings: list[SlaWarning] = []
         self._stopping = threading.Event()
@@ -161,6 +208,70 @@ class BridgeApp:
     def outbox_stats(self) -> OutboxStats:
         """Depth, oldest age and dead letters of the outbox."""
         return self.outbox.stats(self._clock())
+
+    def refresh_gauges(self) -> OutboxStats:
+        """Update the outbox and circuit gauges; returns the outbox stats (for the systemd STATUS line).
+
+        Raises:
+            OutboxError: the outbox database cannot be queried.
+        """
+        stats = self.outbox_stats()
+        self.metrics.outbox.observe(stats.depth, stats.oldest_age_s if stats.depth else None)
+        self.metrics.observe_circuits({desk: self.dispatcher.circuit_state(desk) for desk in self.adapters})
+        return stats
+
+    def liveness(self) -> list[Liveness]:
+        """Watchdog probes: MQTT's network thread, and the delivery pool while it has work."""
+        timeout_s = max(desk.timeout_s for desk in self.settings.desks.values())
+        return [
+            Liveness("mqtt", self.mqtt.heartbeat_age_s, MQTT_STALL_S),
+            Liveness("delivery", self._delivery_stall_s, DELIVERY_STALL_FACTOR * timeout_s),
+        ]
+
+    def _delivery_stall_s(self) -> float:
+        """Seconds the pool has had deliveries in flight without an attempt starting or ending.
+
+        An idle pool is live: seeing it idle re-stamps the heartbeat, so the count starts when work does.
+        """
+        if self.dispatcher.inflight == 0:
+            self.delivery_progress.touch()
+        return self.delivery_progress.age_s()
+
+    def reload(self, new: BridgeSettings) -> ReloadPlan:
+        """Apply the :data:`RELOADABLE` part of ``new``; the rest waits for a restart.
+
+        The fault-action table is re-read even when its path is unchanged, so an edited table takes
+        effect on SIGHUP (the registry file reloads itself whenever it changes). Routing that names
+        a desk this process has no adapter for (a desk added in the same edit) waits for the restart
+        too. Nothing changes when this raises.
+
+        Returns:
+            What was applied and what needs a restart (also logged as ``config.reload``).
+
+        Raises:
+            RegistryError: the new registry or fault-action table is unreadable or invalid.
+        """
+        plan = reload_plan(self.settings, new, RELOADABLE)
+        apply, restart = set(plan.apply), set(plan.restart_needed)
+        r = new.routing
+        if "routing" in apply and not {r.default, *r.sites.values(), *r.customers.values()} <= set(self.adapters):
+            apply.discard("routing")
+            restart.add("routing")
+        effective = self.settings.model_copy(update={path: getattr(new, path) for path in apply})
+        registry = self.registry
+        if effective.registry_path != self.settings.registry_path:
+            registry = RegistryFile(effective.registry_path)
+            if registry.reloads == 0:
+                raise RegistryError(f"registry {effective.registry_path} did not load; see registry.reload_failed")
+        ctx = _mapping_context(effective)
+        self.registry, self._ctx, self.settings = registry, ctx, effective
+        result = ReloadPlan(apply=frozenset(apply), restart_needed=frozenset(restart))
+        if restart:
+            _log.warning("config.reload", applied=sorted(apply), restart_needed=sorted(restart),
+                         action="systemctl restart pdm-cloud-bridge to apply restart_needed")
+        else:
+            _log.info("config.reload", applied=sorted(apply), restart_needed=[])
+        return result
 
     def check_promises(self) -> list[SlaWarning]:
         """Warn about tickets nearing their SLA deadline unacknowledged; returns the new warnings."""

@@ -1,11 +1,17 @@
 """``cloud-bridge``: run the bridge, or inspect and repair its outbox.
 
-    cloud-bridge [--config FILE] run
+    cloud-bridge [--config FILE] run                       (until SIGTERM; SIGHUP reloads the config)
+    cloud-bridge [--config FILE] doctor [--offline]        (check config and surroundings; print fixes)
     cloud-bridge [--config FILE] outbox list [--dead] [--limit N]
     cloud-bridge [--config FILE] outbox retry [ID ...]     (dead letters back into the queue; all without IDs)
     cloud-bridge [--config FILE] outbox purge [ID ...]     (delete dead letters; all without IDs)
 
 Other subcommands plug in through :data:`SUBCOMMANDS` (a list of ``add_parser(subparsers)`` registrars).
+
+``run`` under systemd (``Type=notify``, docs/operations.md): ``READY=1`` once connected to the broker,
+``WATCHDOG=1`` only while the MQTT network thread and the delivery pool are live, a ``STATUS=`` line
+with the queue, ``RELOADING=1`` … ``READY=1`` around a SIGHUP reload, ``STOPPING=1`` on SIGTERM, then a
+drain bounded by ``delivery.shutdown_grace_s`` and exit 0. Metrics are served when ``[metrics] enabled``.
 """
 
 from __future__ import annotations
@@ -16,16 +22,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cloud_bridge import doctor
 from cloud_bridge.config import BridgeSettings
-from cloud_bridge.errors import BridgeError
+from cloud_bridge.errors import BridgeError, OutboxError, RegistryError
 from pdm_common import __version__
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
+from pdm_common.metrics import start_metrics_server
 from pdm_common.settings import load_settings, resolve_config_path
+from pdm_common.systemd import Notifier, Watchdog
+
+if TYPE_CHECKING:
+    from cloud_bridge.app import BridgeApp
 
 __all__ = ["SUBCOMMANDS", "main"]
 
@@ -39,24 +53,108 @@ def _settings(args: argparse.Namespace) -> BridgeSettings:
     return load_settings(BridgeSettings, resolve_config_path(args.config))
 
 
+LOOP_PERIOD_S = 1.0
+"""Longest the service loop sleeps (shortened to half the watchdog interval): bounds how late a
+signal is acted on and keeps WATCHDOG=1 at sd_watchdog_enabled(3)'s recommended rate."""
+
+REFRESH_PERIOD_S = 5.0
+"""How often the outbox gauges (one database query), circuit gauges and STATUS line are refreshed:
+well inside a 15-60 s Prometheus scrape interval, negligible load on the outbox."""
+
+
+class _Signals:
+    """SIGTERM/SIGINT ask to stop, SIGHUP to reload; the handlers only set flags and wake the loop."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.wake = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        _log.info("bridge.signal", signal=signal.Signals(signum).name)
+        (self.reload if signum == signal.SIGHUP else self.stop).set()
+        self.wake.set()
+
+
 def _run(args: argparse.Namespace) -> int:
     from cloud_bridge.app import BridgeApp
 
-    settings = _settings(args)
+    path = resolve_config_path(args.config)
+    settings = load_settings(BridgeSettings, path)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    app = BridgeApp(settings)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        _log.info("bridge.signal", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    app.start()
-    stop.wait()
-    app.stop()
+    signals = _Signals()
+    with ExitStack() as stack:
+        app = BridgeApp(settings)
+        stack.callback(app.stop)  # last out: drains in-flight deliveries within shutdown_grace_s
+        if settings.metrics.enabled:
+            server = start_metrics_server(app.metrics.registry, host=settings.metrics.host,
+                                          port=settings.metrics.port)
+            stack.callback(server.close)
+        notifier = stack.enter_context(Notifier())
+        app.start()
+        _serve(app, notifier, signals, path)
+        notifier.stopping("draining in-flight deliveries")
     return 0
+
+
+def _serve(app: BridgeApp, notifier: Notifier, signals: _Signals, path: Path | None) -> None:
+    """The service loop: readiness, watchdog, gauges and STATUS, reloads; returns on SIGTERM/SIGINT."""
+    watchdog = Watchdog(notifier, app.liveness())
+    interval_s = notifier.watchdog_interval_s
+    period_s = min(LOOP_PERIOD_S, interval_s / 2) if interval_s is not None else LOOP_PERIOD_S
+    ready = False
+    status = ""
+    next_refresh = time.monotonic()
+    while not signals.stop.is_set():
+        if signals.reload.is_set():
+            signals.reload.clear()
+            _reload(app, path, notifier if ready else None)
+            status, next_refresh = "", time.monotonic()  # READY replaced the STATUS line: send it again
+        if not ready and app.mqtt.is_connected:
+            ready = True
+            notifier.ready("connected; delivering")
+            _log.info("bridge.ready", desks=sorted(app.adapters))
+        if time.monotonic() >= next_refresh:
+            next_refresh = time.monotonic() + REFRESH_PERIOD_S
+            status = _refresh(app, notifier, watchdog, status)
+        watchdog.beat(healthy=True)
+        signals.wake.wait(period_s)
+        signals.wake.clear()
+    _log.info("bridge.stopping", grace_s=app.settings.delivery.shutdown_grace_s)
+
+
+def _refresh(app: BridgeApp, notifier: Notifier, watchdog: Watchdog, last: str) -> str:
+    """Refresh the gauges and send STATUS when its text changed; returns the text sent last."""
+    try:
+        stats = app.refresh_gauges()
+    except OutboxError as exc:
+        _log.error("outbox.stats_failed", error=str(exc), action="check the outbox database")
+        return last
+    state = ("unhealthy: " + "; ".join(watchdog.problems) if watchdog.problems
+             else "running" if app.mqtt.is_connected else "connecting to the broker")
+    text = (f"{state}; queued={stats.depth} oldest={stats.oldest_age_s:.0f}s in_flight={app.dispatcher.inflight} "
+            f"dead_letters={stats.dead_letters}")
+    if text != last:
+        notifier.status(text)
+    return text
+
+
+def _reload(app: BridgeApp, path: Path | None, notifier: Notifier | None) -> None:
+    """SIGHUP: load the file again and apply what is safe; a broken file keeps the running settings.
+
+    ``notifier`` is None before READY=1 (a reload must not announce readiness early).
+    """
+    if notifier is not None:
+        notifier.reloading("reloading the configuration")
+    try:
+        app.reload(load_settings(BridgeSettings, path))
+    except (ConfigError, RegistryError) as exc:
+        _log.error("config.reload_failed", path=str(path), error=str(exc)[:2000],
+                   action="fix the file and reload again; the running configuration stays in force")
+    if notifier is not None:
+        notifier.ready("configuration reloaded")
 
 
 def _outbox(args: argparse.Namespace) -> int:
@@ -98,8 +196,8 @@ def _add_outbox(sub: Any) -> None:
     p.set_defaults(func=_outbox)
 
 
-SUBCOMMANDS: list[Registrar] = [_add_run, _add_outbox]
-"""Subcommand registrars. The deployment engineer adds ``cloud_bridge.doctor.add_parser`` here."""
+SUBCOMMANDS: list[Registrar] = [_add_run, _add_outbox, doctor.add_parser]
+"""Subcommand registrars, in ``--help`` order."""
 
 
 def _parser() -> argparse.ArgumentParser:

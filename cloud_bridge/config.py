@@ -8,6 +8,7 @@ TOML layout (see ``config/cloud-bridge.example.toml``)::
     [outbox]          backend sqlite|postgres, path or dsn, bound and lease length
     [retry]           backoff, attempts, circuit breaker
     [sla]             response hours per priority, warning threshold, holidays, time zone
+    [metrics]         the Prometheus endpoint (localhost by default)
 
 Secrets (desk tokens, HMAC secrets, the PostgreSQL DSN) are ``SecretStr`` or ``*_file`` paths and
 are never logged; ``repr`` of the settings shows them as ``**********``.
@@ -34,6 +35,7 @@ from pydantic import (
 )
 
 from pdm_common.contracts import NAME_PATTERN
+from pdm_common.metrics import DEFAULT_METRICS_HOST
 from pdm_common.mqtt import MqttSettings
 from pdm_common.settings import ServiceSettings
 
@@ -42,6 +44,7 @@ __all__ = [
     "DeliverySettings",
     "DeskKind",
     "DeskSettings",
+    "MetricsSettings",
     "OutboxSettings",
     "RetrySettings",
     "RoutingSettings",
@@ -206,6 +209,15 @@ class SlaSettings(_Section):
         return value
 
 
+class MetricsSettings(_Section):
+    """The Prometheus endpoint of ``cloud-bridge run``."""
+
+    enabled: bool = Field(True, description="serve Prometheus metrics")
+    host: str = Field(DEFAULT_METRICS_HOST, description="bind address; localhost unless a firewall guards it")
+    # 9109 next to the agent's 9108, so both can run on one host (e.g. the demo).
+    port: int = Field(9109, ge=1, le=65535, description="TCP port of the metrics endpoint")
+
+
 class BridgeSettings(ServiceSettings):
     """All settings of ``cloud-bridge``."""
 
@@ -229,6 +241,7 @@ class BridgeSettings(ServiceSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log_level: str = Field("info", description="debug, info, warning or error")
     log_format: Literal["kv", "json"] = Field("kv", description="kv (key=value) or json")
 

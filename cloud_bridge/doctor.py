@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pdm_common
+from cloud_bridge.app import mqtt_client_id
 from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings, OutboxSettings
 from cloud_bridge.errors import RegistryError
 from cloud_bridge.fault_actions import load_fault_actions
@@ -140,7 +141,7 @@ def bridge_checks(settings: BridgeSettings, *, now: datetime, network: bool = Tr
     elif network:
         checks.append(("outbox", lambda: _check_postgres(outbox, sources, timeout_s)))
     if network:
-        client_id = f"{settings.mqtt.client_id or f'pdm-cloud-bridge-{settings.replica_id}'}-doctor"
+        client_id = f"{mqtt_client_id(settings)}-doctor"
         checks.append(("broker", lambda: check_broker(mqtt, now, client_id=client_id, timeout_s=timeout_s)))
     return checks
 
