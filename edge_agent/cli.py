@@ -8,12 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from edge_agent import doctor, install
+from edge_agent.config import AgentSettings
 from pdm_common import __version__
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.settings import load_settings, resolve_config_path
-
-from edge_agent.config import AgentSettings
+from pdm_common.systemd import Notifier
 
 __all__ = ["main"]
 
@@ -27,20 +28,25 @@ def _load(args: argparse.Namespace) -> AgentSettings:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = _load(args)
+    path = resolve_config_path(args.config)
+    settings = load_settings(AgentSettings, path)
     configure_logging(level=settings.log.level, fmt=settings.log.format)
     from edge_agent.app import EdgeAgent  # paho and the detector load only when the agent runs
 
-    agent = EdgeAgent(settings)
+    with Notifier() as notifier:
+        agent = EdgeAgent(settings, notifier=notifier, reload_source=lambda: load_settings(AgentSettings, path))
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        _log.info("agent.signal", signal=signal.Signals(signum).name)
-        agent.request_stop()
+        def _on_signal(signum: int, _frame: FrameType | None) -> None:
+            _log.info("agent.signal", signal=signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                agent.request_reload()
+            else:
+                agent.request_stop()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    agent.start()
-    agent.run()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, _on_signal)
+        agent.start()
+        agent.run()
     return 0
 
 
@@ -58,8 +64,8 @@ def _register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     check.set_defaults(func=_cmd_check_config)
 
 
-REGISTRARS: list[Registrar] = [_register_core]
-"""Each registrar adds its sub-commands; deployment tooling appends its own (doctor, install)."""
+REGISTRARS: list[Registrar] = [_register_core, doctor.add_parser, install.add_parser]
+"""Each registrar adds its sub-commands."""
 
 
 def build_parser() -> argparse.ArgumentParser:
