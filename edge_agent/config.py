@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from edge_agent.detection.settings import DetectionSettings
 from pdm_common.contracts import NAME_PATTERN
 from pdm_common.mqtt import MqttSettings
 from pdm_common.settings import ServiceSettings
@@ -52,5 +53,18 @@ class AgentSettings(ServiceSettings):
     status_interval_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="how often the retained gateway status (with health) is refreshed"
     )
+    checkpoint_interval_s: float = Field(
+        300.0, ge=5.0, le=86_400.0, description="how often model state is checkpointed (also on every alert event)"
+    )
+    outbox_max_rows: int = Field(
+        10_000, ge=100, le=10_000_000, description="bound of the durable outbox; updated/state events drop first"
+    )
+    publish_window: int = Field(
+        50, ge=1, le=1000, description="outbox events in flight (sent, not yet acknowledged) at once"
+    )
+    clock: Literal["wall", "telemetry"] = Field(
+        "wall", description='"wall" in production; "telemetry" makes time follow the samples (replays, simulators)'
+    )
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
