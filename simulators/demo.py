@@ -31,7 +31,7 @@ __all__ = ["main"]
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "demo.toml"
-DEMO_REGISTRY = SCENARIOS / "demo-assets.toml"
+DEMO_REGISTRY = Path(__file__).parent / "demo-assets.toml"
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 _SETTLE_TIMEOUT_S = 180.0
 
