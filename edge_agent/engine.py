@@ -1,0 +1,369 @@
+"""DetectionEngine: the facade the agent wires between ingest and the outbox.
+
+Pure and picklable: no sockets, files or clock; every call gets ``now``. It keeps one
+:class:`~edge_agent.detection.AssetDetector` per asset (created on the asset's first telemetry),
+one machine :class:`~edge_agent.lifecycle.AlertTrack` per asset and one track per faulty sensor, and
+turns their transitions into the wire models of ``pdm_common.contracts``.
+
+AssetState policy: an asset's retained state is emitted when something a dashboard shows changes
+(open alerts, sensor health, warm-up finished, silence) and otherwise every
+``state_every_samples`` samples (an hour at one sample a minute by default), so the retained
+message stays fresh without one publish per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from edge_agent.detection.detector import AssetDetector, Finding
+from edge_agent.detection.settings import DetectionSettings
+from edge_agent.lifecycle.machine import AlertTrack, Emit, Summary, TrackPolicy
+from pdm_common.catalog import SENSOR_FAULT
+from pdm_common.contracts import (
+    AgentInfo,
+    AlertEvent,
+    AssetKind,
+    AssetState,
+    Command,
+    CommandName,
+    Contributor,
+    EventType,
+    FaultGuess,
+    MetricSeries,
+    ModelInfo,
+    ProbableFault,
+    SensorHealth,
+    SensorStatus,
+    Severity,
+    Telemetry,
+    TimeToFailure,
+)
+from pdm_common.logs import get_logger
+
+__all__ = ["MODEL_NAME", "MODEL_VERSION", "DetectionEngine"]
+
+MODEL_NAME = "regime-rls-ewma"
+MODEL_VERSION = "1"
+"""Bump when the detector's state layout or scoring changes: old checkpoints then re-warm."""
+
+MACHINE = "machine"
+UNCLASSIFIED = "unclassified"
+
+_SENSOR_CONFIDENCE = {
+    # Stuck and dropout are read straight off the data; a lone spike pattern almost so; a drift
+    # confined to one channel could still be an early single-channel machine fault.
+    SensorStatus.STUCK: 0.95,
+    SensorStatus.DROPOUT: 0.95,
+    SensorStatus.SPIKE: 0.9,
+    SensorStatus.DRIFT: 0.75,
+}
+
+_CRITICAL_P10_H = 24.0
+"""Failure possible within a day: someone must go today (CUSTOMER.md, the Friday-evening scene)."""
+_MAJOR_P50_H = 72.0
+"""Failure likely within three days: plan a visit in working hours before the weekend."""
+_MAJOR_SCORE = 3.0
+
+_log = get_logger(__name__)
+
+
+@dataclass
+class _Asset:
+    site: str
+    asset: str
+    kind: AssetKind
+    detector: AssetDetector
+    machine: AlertTrack
+    sensors: dict[str, AlertTrack] = field(default_factory=dict)
+    last_events: dict[str, AlertEvent] = field(default_factory=dict)
+    last_ts: datetime | None = None
+    silent: bool = False
+    since_state: int = 0
+    state_key: tuple[object, ...] = ()
+    score: float = 0.0
+    _finding: Finding | None = None
+
+    def tracks(self) -> list[tuple[str, AlertTrack]]:
+        return [(MACHINE, self.machine), *self.sensors.items()]
+
+
+def _track_policy(s: DetectionSettings) -> TrackPolicy:
+    return TrackPolicy(
+        debounce_n=s.debounce_n,
+        debounce_m=s.debounce_m,
+        recovering_after=timedelta(hours=s.recovering_after_h),
+        resolve_after=timedelta(hours=s.resolve_after_h),
+        verification=timedelta(hours=s.verification_h),
+        ttf_change_pct=s.ttf_change_pct,
+        min_update_interval=timedelta(hours=s.min_update_interval_h),
+    )
+
+
+class DetectionEngine:
+    """Per-asset detection and alert lifecycle for one gateway.
+
+    Args:
+        settings: detection and lifecycle tuning.
+        gateway: this gateway's name (``agent.gateway`` in every alert).
+        agent_version: the agent's version (``agent.version``; checked when a checkpoint loads).
+    """
+
+    def __init__(self, settings: DetectionSettings, *, gateway: str, agent_version: str) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.agent_version = agent_version
+        self._assets: dict[tuple[str, str], _Asset] = {}
+        self._ignored_assets = 0
+        self._policy = _track_policy(settings)
+
+    def reconfigure(self, settings: DetectionSettings) -> None:
+        """Swap the tuning in place, keeping every learned baseline, open alert and ``event_seq``.
+
+        Thresholds, hysteresis, warm-up and lifecycle timing apply to every asset at once. Settings
+        baked into a detector when its asset is first seen (regime drivers, sensor-health windows,
+        the length of the recent series) apply to assets seen after the change, or after
+        ``reset_baseline``.
+        """
+        self.settings = settings
+        self._policy = _track_policy(settings)
+        for a in self._assets.values():
+            a.detector.settings = settings
+            for _key, track in a.tracks():
+                track.retune(self._policy)
+
+    # --- facade ------------------------------------------------------------------------------------
+    def process(self, tel: Telemetry, now: datetime) -> list[AlertEvent | AssetState]:
+        """Score one sample and return the events to publish, in order.
+
+        Args:
+            tel: a validated sample.
+            now: the sample's time; pass ``tel.ts`` (the asset's clock) so replays are exact.
+        """
+        a = self._asset(tel)
+        if a is None:
+            return []
+        was_warm = a.detector.warmup_progress(now) >= 1.0
+        a.last_ts, a.silent = now, False
+        verdict = a.detector.observe(tel, now, alert_active=a.machine.engaged)
+        a.score, a._finding = verdict.score, None
+        out: list[AlertEvent | AssetState] = []
+        if verdict.scored:
+            emits = a.machine.step(
+                anomalous=verdict.anomalous, healthy=verdict.healthy, now=now, summary=self._summary(a)
+            )
+            out += self._events(a, MACHINE, a.machine, emits, now)
+        if verdict.warm:
+            # Sensor tracks advance even when the machine score is on hold (a broken regime driver).
+            for metric, status in verdict.sensors.items():
+                track = a.sensors.get(metric)
+                if track is None and status is SensorStatus.OK:
+                    continue
+                if track is None:
+                    track = a.sensors[metric] = AlertTrack(a.asset, self._policy)
+                bad = status is not SensorStatus.OK
+                emits = track.step(anomalous=bad, healthy=not bad, now=now, summary=self._sensor_summary(metric))
+                out += self._events(a, metric, track, emits, now)
+        a.since_state += 1
+        if out or a.since_state >= self.settings.state_every_samples or self._state_changed(a, now) or (
+            not was_warm and verdict.warm
+        ):
+            out.append(self._state(a, now))
+        return out
+
+    def command(self, site: str, asset: str, cmd: Command, now: datetime) -> list[AlertEvent | AssetState]:
+        """Apply a service command (snooze, serviced, reset_baseline) to one asset's alerts."""
+        a = self._assets.get((site, asset))
+        if a is None:
+            _log.info("command.unknown_asset", site=site, asset=asset, command=cmd.command.value)
+            return []
+        targets = [(k, t) for k, t in a.tracks() if cmd.alert_id is None or t.alert_id == cmd.alert_id]
+        out: list[AlertEvent | AssetState] = []
+        for key, track in targets:
+            if cmd.command is CommandName.SNOOZE and cmd.until is not None:
+                emits = track.snooze(cmd.until, now)
+            elif cmd.command is CommandName.SERVICED:
+                emits = track.serviced(now)
+                if key == MACHINE:
+                    a.detector.restart_drift()
+            else:
+                emits = track.reset(now)
+            out += self._events(a, key, track, emits, now)
+        if cmd.command is CommandName.RESET_BASELINE:
+            a.detector.reset()
+            a.sensors.clear()
+        _log.info("command.applied", site=site, asset=asset, command=cmd.command.value, events=len(out))
+        out.append(self._state(a, now))
+        return out
+
+    def tick(self, now: datetime) -> list[AlertEvent | AssetState]:
+        """Time-driven transitions: snooze expiry, healthy-period deadlines, silent assets."""
+        out: list[AlertEvent | AssetState] = []
+        silence = timedelta(seconds=self.settings.silence_s)
+        for a in self._assets.values():
+            changed = False
+            if not a.silent and a.last_ts is not None and now - a.last_ts >= silence:
+                a.silent = changed = True
+                a.detector.silence()
+                _log.warning("asset.silent", site=a.site, asset=a.asset, silent_s=(now - a.last_ts).total_seconds())
+            for key, track in a.tracks():
+                summary = self._summary(a) if key == MACHINE else self._sensor_summary(key)
+                emits = track.tick(now, summary)
+                out += self._events(a, key, track, emits, now)
+                changed = changed or bool(emits)
+            if changed:
+                out.append(self._state(a, now))
+        return out
+
+    def open_alerts(self) -> list[AlertEvent]:
+        """The latest event of every alert that is not resolved."""
+        return [ev for a in self._assets.values() for ev in a.last_events.values()]
+
+    def asset_states(self) -> list[AssetState]:
+        """The current state of every known asset."""
+        return [self._state(a, a.last_ts) for a in self._assets.values() if a.last_ts is not None]
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _asset(self, tel: Telemetry) -> _Asset | None:
+        key = (tel.site, tel.asset)
+        a = self._assets.get(key)
+        if a is not None:
+            return a
+        if len(self._assets) >= self.settings.max_assets:
+            self._ignored_assets += 1
+            _log.warning("asset.over_limit", site=tel.site, asset=tel.asset, max_assets=self.settings.max_assets,
+                         ignored=self._ignored_assets, action="raise [detection] max_assets or split the gateway")
+            return None
+        a = _Asset(tel.site, tel.asset, tel.kind, AssetDetector(tel.kind, self.settings),
+                   AlertTrack(tel.asset, self._policy))
+        self._assets[key] = a
+        _log.info("asset.new", site=tel.site, asset=tel.asset, kind=tel.kind.value)
+        return a
+
+    def _finding(self, a: _Asset) -> Finding:
+        if a._finding is None:
+            a._finding = a.detector.finding()
+        return a._finding
+
+    def _summary(self, a: _Asset) -> Callable[[], Summary]:
+        def build() -> Summary:
+            f = self._finding(a)
+            ttf = f.ttf
+            if ttf is not None and ttf.p10_h <= _CRITICAL_P10_H:
+                sev = Severity.CRITICAL
+            elif (ttf is not None and ttf.p50_h <= _MAJOR_P50_H) or a.score >= _MAJOR_SCORE:
+                sev = Severity.MAJOR
+            else:
+                sev = Severity.WARNING
+            code = f.diagnosis.code if f.diagnosis else UNCLASSIFIED
+            top = frozenset(c.metric for c in f.contributors[:3])
+            return Summary(sev, code, ttf.p50_h if ttf else None, top)
+
+        return build
+
+    @staticmethod
+    def _sensor_summary(metric: str) -> Callable[[], Summary]:
+        return lambda: Summary(Severity.WARNING, SENSOR_FAULT, None, frozenset({metric}))
+
+    def _events(self, a: _Asset, key: str, track: AlertTrack, emits: list[Emit], now: datetime) -> list[AlertEvent]:
+        out = [self._alert(a, key, track, e, now) for e in emits]
+        for ev in out:
+            if ev.event is EventType.RESOLVED:
+                a.last_events.pop(key, None)
+                track.finish()
+            else:
+                a.last_events[key] = ev
+        return out
+
+    def _alert(self, a: _Asset, key: str, track: AlertTrack, emit: Emit, now: datetime) -> AlertEvent:
+        det = a.detector
+        statuses = det.watch.statuses(now)
+        health = [SensorHealth(metric=m, status=st) for m, st in statuses.items()]
+        summary = track.last_summary
+        if key == MACHINE:
+            f = self._finding(a)
+            if f.diagnosis is not None:
+                fault = ProbableFault(
+                    code=f.diagnosis.code,
+                    confidence=f.diagnosis.confidence,
+                    alternatives=[FaultGuess(code=c, confidence=p) for c, p in f.diagnosis.alternatives],
+                )
+            else:
+                fault = ProbableFault(code=UNCLASSIFIED, confidence=0.0)
+            contributors = [
+                Contributor(metric=c.metric, value=c.value, expected=c.expected, deviation=c.deviation)
+                for c in f.contributors
+            ]
+            ttf = (
+                TimeToFailure(p50=f.ttf.p50_h, p10=f.ttf.p10_h, criterion=f.ttf.criterion[:500])
+                if f.ttf is not None
+                else None
+            )
+            plotted = [c.metric for c in f.contributors][: self.settings.recent_series]
+            expected = {c.metric: c.expected for c in f.contributors}
+        else:
+            status = statuses.get(key, SensorStatus.OK)
+            fault = ProbableFault(code=SENSOR_FAULT, confidence=_SENSOR_CONFIDENCE.get(status, 0.9))
+            contributors = [Contributor(metric=key, value=det.last_value(key), expected=det.expected(key),
+                                        deviation=det.deviation(key))]
+            ttf = None
+            plotted = [key]
+            expected = {key: det.expected(key)}
+        recent = [
+            MetricSeries(metric=m, expected=expected.get(m), points=list(det.recent.get(m, ())))
+            for m in plotted
+        ]
+        severity = summary.severity if summary is not None else Severity.WARNING
+        assert track.alert_id is not None and track.first_seen is not None  # set by AlertTrack._open
+        return AlertEvent(
+            alert_id=track.alert_id,
+            event=emit.event,
+            event_seq=track.event_seq,
+            site=a.site,
+            asset=a.asset,
+            kind=a.kind,
+            severity=severity,
+            score=round(max(a.score, 0.0), 4),
+            first_seen=track.first_seen,
+            last_seen=track.last_seen or now,
+            emitted_at=now,
+            status=emit.status,
+            note=emit.note,
+            probable_fault=fault,
+            contributors=contributors,
+            time_to_failure_h=ttf,
+            sensor_health=health,
+            operating_context={k: round(v, 3) for k, v in det.context.items()},
+            recent=recent,
+            model=ModelInfo(name=MODEL_NAME, version=MODEL_VERSION, samples_seen=det.samples_seen),
+            agent=AgentInfo(gateway=self.gateway, version=self.agent_version),
+        )
+
+    def _state_changed(self, a: _Asset, now: datetime) -> bool:
+        key = (
+            tuple(sorted(ev.alert_id for ev in a.last_events.values())),
+            tuple(sorted(a.detector.watch.statuses(now).items())),
+            a.silent,
+        )
+        changed = key != a.state_key
+        a.state_key = key
+        return changed
+
+    def _state(self, a: _Asset, now: datetime | None) -> AssetState:
+        ts = now or a.last_ts
+        assert ts is not None  # only called for assets that have reported
+        a.since_state = 0
+        self._state_changed(a, ts)
+        det = a.detector
+        return AssetState(
+            site=a.site,
+            asset=a.asset,
+            kind=a.kind,
+            ts=ts,
+            health_score=round(max(0.0, 1.0 - a.score / 2.0), 3),
+            open_alerts=sorted(ev.alert_id for ev in a.last_events.values())[:64],
+            warmup_progress=det.warmup_progress(ts),
+            samples_seen=det.samples_seen,
+            sensor_health=[SensorHealth(metric=m, status=st) for m, st in det.watch.statuses(ts).items()],
+        )

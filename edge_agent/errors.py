@@ -1,0 +1,25 @@
+"""Exceptions of the edge agent.
+
+    EdgeAgentError
+    ├── CheckpointError    a model checkpoint cannot be written (retryable: disk full, permissions)
+    └── OutboxError        the durable outbox failed (retryable: locked/busy; permanent: corrupt file)
+
+A checkpoint that cannot be *read* is not an error: :func:`edge_agent.checkpoint.load` logs it and
+returns ``None`` so the assets re-warm instead of the agent crash-looping.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "EdgeAgentError", "OutboxError"]
+
+
+class EdgeAgentError(Exception):
+    """Root of the edge agent's exceptions."""
+
+
+class CheckpointError(EdgeAgentError):
+    """Writing a checkpoint failed; the previous checkpoint on disk is left intact."""
+
+
+class OutboxError(EdgeAgentError):
+    """The SQLite outbox could not be opened, written or read (the sqlite3 error is chained)."""

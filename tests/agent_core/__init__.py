@@ -1,0 +1,1 @@
+"""Tests of the edge agent core: detection, lifecycle, engine, outbox, checkpoints."""
