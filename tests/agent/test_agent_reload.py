@@ -46,7 +46,7 @@ def test_reload_with_a_broken_file_keeps_the_running_settings(tmp_path: Path) ->
                       reload_source=lambda: load_settings(AgentSettings, config))
     try:
         _write(config, -1.0, "127.0.0.1")
-        with pytest.raises(ConfigError, match="detection.threshold_margin"):
+        with pytest.raises(ConfigError, match=r"detection\.threshold_margin"):
             load_settings(AgentSettings, config)
         agent.request_reload()
         agent.step(0.01)  # the main loop performs the reload and logs config.reload_failed
