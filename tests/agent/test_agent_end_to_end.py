@@ -1,7 +1,7 @@
 """The agent end to end over a real broker: simulated faulty asset → opened alert; restarts.
 
-The fleet simulator's demo scenario gives one heat pump (hp-0001) a refrigerant leak from day 2 to a
-failure at day 9.5; its one-minute samples are published over MQTT exactly as sensors would.
+The fleet simulator's demo scenario gives one industrial pump (pump-0002) bearing wear from day 3 to a
+failure at day 10.45; its one-minute samples are published over MQTT exactly as sensors would.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Recorder, unique_id
 
 DEMO = Path(__file__).resolve().parents[2] / "simulators" / "scenarios" / "demo.toml"
-ASSET = "hp-0001"
+ASSET = "pump-0002"
+FAILURE_DAY = 10.45
 
 
 @pytest.fixture(scope="module")
-def leak_records() -> list[tuple[str, bytes, int]]:
-    """(topic, payload, epoch ms) of hp-0001's twelve days, in time order."""
+def fault_records() -> list[tuple[str, bytes, int]]:
+    """(topic, payload, epoch ms) of the pump's twelve days, in time order."""
     run = generate(load_scenario(DEMO), 7)
     out = []
     for rec in run.iter_records():
@@ -108,14 +109,14 @@ def recorder(mqtt_broker: BrokerInfo) -> Iterator[Recorder]:
 
 
 def test_faulty_asset_opens_an_explained_alert_before_failure(
-    mqtt_broker: BrokerInfo, tmp_path: Path, leak_records: list[tuple[str, bytes, int]], recorder: Recorder
+    mqtt_broker: BrokerInfo, tmp_path: Path, fault_records: list[tuple[str, bytes, int]], recorder: Recorder
 ) -> None:
-    failure_ms = leak_records[0][2] + int(9.5 * 86_400_000)
+    failure_ms = fault_records[0][2] + int(FAILURE_DAY * 86_400_000)
     with RunningAgent(mqtt_broker, tmp_path, unique_id("gw-e2e")) as agent:
-        _publish(mqtt_broker.settings(), leak_records)
-        RunningAgent.wait_done(agent, len(leak_records))
+        _publish(mqtt_broker.settings(), fault_records)
+        RunningAgent.wait_done(agent, len(fault_records))
     opened = [a for a in _alerts(recorder) if a.event is EventType.OPENED and not a.is_sensor_fault]
-    assert opened, "no machine alert was opened for a refrigerant leak"
+    assert opened, "no machine alert was opened for a wearing bearing"
     first = opened[0]
     assert first.asset == ASSET and first.event_seq == 1
     assert first.first_seen.timestamp() * 1000 < failure_ms
@@ -125,22 +126,22 @@ def test_faulty_asset_opens_an_explained_alert_before_failure(
 
 
 def test_restart_mid_stream_loses_nothing_duplicates_nothing_and_stays_warm(
-    mqtt_broker: BrokerInfo, tmp_path: Path, leak_records: list[tuple[str, bytes, int]], recorder: Recorder
+    mqtt_broker: BrokerInfo, tmp_path: Path, fault_records: list[tuple[str, bytes, int]], recorder: Recorder
 ) -> None:
     gateway = unique_id("gw-restart")
-    half = len(leak_records) * 2 // 3  # past warm-up and past the leak's onset
+    half = len(fault_records) * 2 // 3  # past warm-up and past the fault's onset
     with RunningAgent(mqtt_broker, tmp_path, gateway) as first:
-        _publish(mqtt_broker.settings(), leak_records[:half])
+        _publish(mqtt_broker.settings(), fault_records[:half])
         RunningAgent.wait_done(first, half)
     seen_before = _states(recorder)[-1].samples_seen
     states_before = len(_states(recorder))
     with RunningAgent(mqtt_broker, tmp_path, gateway) as second:
-        _publish(mqtt_broker.settings(), leak_records[half:])
-        RunningAgent.wait_done(second, len(leak_records) - half)
+        _publish(mqtt_broker.settings(), fault_records[half:])
+        RunningAgent.wait_done(second, len(fault_records) - half)
     after = _states(recorder)[states_before:]
     assert after, "the restarted agent published no state"
     assert after[0].warmup_progress == 1.0, "the restarted agent re-warmed instead of using its checkpoint"
-    # Learning is frozen while the leak's alert is open, so samples_seen may stand still; it must not drop.
+    # Learning is frozen while the fault's alert is open, so samples_seen may stand still; it must not drop.
     assert after[0].samples_seen >= seen_before, "the restarted agent forgot what it had learned"
     by_alert: dict[str, dict[int, AlertEvent]] = {}
     for ev in _alerts(recorder):
@@ -167,10 +168,10 @@ def _spawn(broker: BrokerInfo, state_dir: Path, gateway: str) -> subprocess.Pope
 
 
 def test_kill_9_mid_stream_then_restart_keeps_alerts_consistent(
-    mqtt_broker: BrokerInfo, tmp_path: Path, leak_records: list[tuple[str, bytes, int]], recorder: Recorder
+    mqtt_broker: BrokerInfo, tmp_path: Path, fault_records: list[tuple[str, bytes, int]], recorder: Recorder
 ) -> None:
     gateway = unique_id("gw-kill9")
-    cut = len(leak_records) * 3 // 4
+    cut = len(fault_records) * 5 // 6  # day 10: the wear is alerted by then
     status = f"pdm/v1/oslo-north/gateway/{gateway}/status"
     with Recorder(mqtt_broker.settings(), status) as online:
         proc = _spawn(mqtt_broker, tmp_path, gateway)
@@ -178,14 +179,14 @@ def test_kill_9_mid_stream_then_restart_keeps_alerts_consistent(
         # telemetry for it, across the crash too.
         assert online.wait_for(lambda msgs: any(b'"online"' in m.payload for m in msgs), 30)
     try:
-        _publish(mqtt_broker.settings(), leak_records[:cut])
+        _publish(mqtt_broker.settings(), fault_records[:cut])
         assert recorder.wait_for(lambda _m: any(a.event is EventType.OPENED for a in _alerts(recorder)), 120)
         proc.kill()  # SIGKILL while it is still working through the stream
         _, err = proc.communicate(timeout=10)
         assert b"Traceback" not in err, err.decode()[-3000:]
         proc = _spawn(mqtt_broker, tmp_path, gateway)
-        _publish(mqtt_broker.settings(), leak_records[cut:])
-        last_ts = leak_records[-1][2]
+        _publish(mqtt_broker.settings(), fault_records[cut:])
+        last_ts = fault_records[-1][2]
         assert recorder.wait_for(
             lambda _m: any(s.ts.timestamp() * 1000 >= last_ts - 3_600_000 for s in _states(recorder)), 120
         ), "the restarted agent did not work through the rest of the stream"
@@ -197,6 +198,6 @@ def test_kill_9_mid_stream_then_restart_keeps_alerts_consistent(
     for ev in _alerts(recorder):
         by_alert.setdefault(ev.alert_id, {})[ev.event_seq] = ev
     machine = [a for a, seqs in by_alert.items() if not seqs[min(seqs)].is_sensor_fault]
-    assert len(machine) == 1, f"the leak must stay one alert across the crash, got {sorted(by_alert)}"
+    assert len(machine) == 1, f"the fault must stay one alert across the crash, got {sorted(by_alert)}"
     for alert_id, seqs in by_alert.items():
         assert sorted(seqs) == list(range(1, max(seqs) + 1)), f"{alert_id} lost events: {sorted(seqs)}"
