@@ -67,6 +67,13 @@ DELIVERY_STALL_FACTOR = 10
 attempt is at most three requests (ServiceNow: look up, create, attach), each bounded by ``timeout_s``
 per phase, so ten timeouts leave margin without waiting forever on a hung socket."""
 
+DISPATCH_STALL_S = 60.0
+"""The lease loop stamps its heartbeat every pass: at most ``delivery.poll_s`` (≤ 30 s) idle, plus one
+lease transaction, which can wait out SQLite's 30 s busy timeout or one PostgreSQL reconnect
+(``outbox.RECONNECT_TIMEOUT_S``), plus a failure backoff (``delivery.LOOP_BACKOFF``, ≤ 10 s) that is
+stamped before it when the loop itself works. A minute without a stamp means the thread died, hangs or
+keeps failing."""
+
 
 def mqtt_client_id(settings: BridgeSettings) -> str:
     """The MQTT client id of this replica (its persistent session is keyed by it)."""
@@ -133,7 +140,7 @@ class BridgeApp:
         self.dispatcher = Dispatcher(
             outbox=self.outbox, adapters=self.adapters, to_ticket=self.to_ticket, retry=settings.retry,
             owner=settings.replica_id, lease_s=settings.outbox.lease_s, workers=settings.delivery.workers,
-            poll_s=settings.delivery.poll_s, clock=clock,
+            poll_s=settings.delivery.poll_s, clock=clock, monotonic=monotonic,
         )
         topics = Topics(settings.mqtt.topic_prefix)
         self.consumer = AlertConsumer(outbox=self.outbox, topics=topics, route=self._route,
@@ -221,10 +228,17 @@ class BridgeApp:
         return stats
 
     def liveness(self) -> list[Liveness]:
-        """Watchdog probes: MQTT's network thread, and the delivery pool while it has work."""
+        """Watchdog probes: MQTT's network thread, the dispatcher's lease loop, and the pool while it has work.
+
+        The lease loop needs its own probe: with nothing in flight the pool counts as idle, so a dead
+        loop would otherwise look healthy while the queue stops draining.
+        """
         timeout_s = max(desk.timeout_s for desk in self.settings.desks.values())
+        # A poll interval above the bound would make an idle loop look wedged between passes.
+        dispatch_s = max(DISPATCH_STALL_S, 2 * self.settings.delivery.poll_s + DISPATCH_STALL_S / 2)
         return [
             Liveness("mqtt", self.mqtt.heartbeat_age_s, MQTT_STALL_S),
+            Liveness("dispatch", self.dispatcher.loop_heartbeat.age_s, dispatch_s),
             Liveness("delivery", self._delivery_stall_s, DELIVERY_STALL_FACTOR * timeout_s),
         ]
 

@@ -6,12 +6,18 @@ circuit is open; a fixed thread pool performs the HTTP calls. Every outcome goes
 backoff honouring ``Retry-After`` (dead-lettered as ``exhausted`` after ``max_attempts``), permanent
 → dead-lettered with the reason. Decisions (backoff, circuit) are the pure parts in
 ``pdm_common.backoff`` and ``cloud_bridge.circuit``; this module only wires them to the I/O.
+
+The loop thread stamps :attr:`Dispatcher.loop_heartbeat` on every pass that worked (an outbox
+failure counts as working: the loop is alive and retries, and a restart would not bring the
+database back). An unexpected exception is logged and the loop carries on after a backoff without
+stamping, so a loop that keeps failing, hangs or dies goes stale and the watchdog restarts the service.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ from cloud_bridge.ticket import Ticket, TicketAction
 from pdm_common.backoff import Backoff
 from pdm_common.contracts import AlertEvent
 from pdm_common.logs import get_logger
+from pdm_common.systemd import Heartbeat
 
 __all__ = ["DeliveryStats", "DeskStats", "Dispatcher"]
 
@@ -33,6 +40,11 @@ _log = get_logger(__name__)
 
 LATENCY_WINDOW = 10_000
 """Delivery latencies kept for p50/p99 (a ring; enough for a benchmark run, bounded in memory)."""
+
+LOOP_BACKOFF = Backoff(base_s=0.5, cap_s=10.0)
+"""Pause after consecutive failed passes of the lease loop: a failing database or a bug is not retried
+every ``poll_s`` (log flood, load on a struggling server); the 10 s cap keeps recovery prompt and stays
+well inside the loop's watchdog bound (``cloud_bridge.app.DISPATCH_STALL_S``)."""
 
 
 @dataclass(slots=True)
@@ -74,6 +86,7 @@ class Dispatcher:
         poll_s: float,
         clock: Callable[[], float],
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
         self._adapters = adapters
@@ -93,7 +106,10 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bridge-deliver")
         self._thread: threading.Thread | None = None
+        self._loop_failures = 0
         self.stats = DeliveryStats()
+        self.loop_heartbeat = Heartbeat(monotonic)
+        """Stamped by every pass of the lease loop that worked; the watchdog reads its age."""
 
     @property
     def inflight(self) -> int:
@@ -138,22 +154,44 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            free = self._workers - self.inflight
-            batch: list[LeasedEvent] = []
-            if free > 0:
-                now = self._clock()
-                try:
-                    batch = self._outbox.lease(owner=self._owner, now=now, lease_s=self._lease_s, limit=free,
-                                               exclude_desks=self._open_circuits(now))
-                except OutboxError as exc:
-                    _log.error("outbox.lease_failed", error=str(exc), action="check the outbox database")
-            for event in batch:
-                with self._lock:
-                    self._inflight += 1
-                self._pool.submit(self._deliver_guarded, event)
-            if len(batch) < free or free <= 0:
-                self._wake.wait(self._poll_s)
-                self._wake.clear()
+            try:
+                self._pass()
+            except OutboxError as exc:
+                self.loop_heartbeat.touch()  # alive and retrying; the outbox's health is reported elsewhere
+                self._loop_failures += 1
+                _log.error("outbox.lease_failed", error=str(exc), failures=self._loop_failures,
+                           action="check the outbox database")
+                self._pause_after_failure()
+            except Exception as exc:  # a bug must not end the thread silently: log it, back off, try again
+                self._loop_failures += 1
+                _log.exception("dispatch.loop_failed", error=f"{type(exc).__name__}: {exc}"[:500],
+                               failures=self._loop_failures,
+                               action="report the traceback; the watchdog restarts the bridge if this persists")
+                self._pause_after_failure()
+            else:
+                self._loop_failures = 0
+                self.loop_heartbeat.touch()
+
+    def _pause_after_failure(self) -> None:
+        delay = LOOP_BACKOFF.delay(self._loop_failures - 1, self._rng)
+        # Not self._wake: enqueues set it constantly under load, which would defeat the backoff.
+        self._stopping.wait(max(delay, self._poll_s))
+
+    def _pass(self) -> None:
+        """Lease as many due events as there are free workers, hand them to the pool, then idle if short."""
+        free = self._workers - self.inflight
+        batch: list[LeasedEvent] = []
+        if free > 0:
+            now = self._clock()
+            batch = self._outbox.lease(owner=self._owner, now=now, lease_s=self._lease_s, limit=free,
+                                       exclude_desks=self._open_circuits(now))
+        for event in batch:
+            with self._lock:
+                self._inflight += 1
+            self._pool.submit(self._deliver_guarded, event)
+        if len(batch) < free or free <= 0:
+            self._wake.wait(self._poll_s)
+            self._wake.clear()
 
     def _deliver_guarded(self, event: LeasedEvent) -> None:
         try:

@@ -14,22 +14,26 @@ Bound (DESIGN.md §4): at ``max_events`` the oldest unleased ``updated`` event i
 event of the same alert carries the full state); ``opened``/``resolved`` are never dropped, and when
 only those remain :class:`~cloud_bridge.errors.OutboxFullError` is raised.
 
-Times are epoch seconds passed in by the caller; this module never reads a clock.
+Times are epoch seconds passed in by the caller; the only clock read here is the (injectable)
+monotonic one that paces PostgreSQL reconnects. A broken PostgreSQL connection is reopened and the
+operation retried once; errors reach callers as :class:`~cloud_bridge.errors.OutboxError`.
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cloud_bridge.errors import OutboxError, OutboxFullError
+from pdm_common.backoff import Backoff
 from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType
 from pdm_common.logs import get_logger
 
@@ -45,6 +49,8 @@ __all__ = [
 ]
 
 _log = get_logger(__name__)
+
+_T = TypeVar("_T")
 
 ALERT_RETENTION_S = 30 * 86_400.0
 """Keep a resolved alert's seq and ticket reference 30 days, so late repeats are still recognised."""
@@ -164,8 +170,12 @@ class _Backend(ABC):
         self.lock = threading.Lock()
 
     @abstractmethod
-    def tx(self) -> AbstractContextManager[_Conn]:
-        """A write transaction; translates driver errors into :class:`OutboxError`."""
+    def run(self, op: Callable[[_Conn], _T]) -> _T:
+        """Run ``op`` in one write transaction and return its result.
+
+        Raises:
+            OutboxError: the database failed (driver errors are translated here).
+        """
 
     @abstractmethod
     def close(self) -> None:
@@ -187,17 +197,17 @@ class _Sqlite(_Backend):
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open sqlite outbox {path}: {exc}") from None
 
-    @contextmanager
-    def tx(self) -> Iterator[_Conn]:
+    def run(self, op: Callable[[_Conn], _T]) -> _T:
         with self.lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self.conn
+                    result = op(self.conn)
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
                 self.conn.execute("COMMIT")
+                return result
             except sqlite3.Error as exc:
                 raise OutboxError(f"sqlite outbox: {exc}") from None
 
@@ -206,36 +216,119 @@ class _Sqlite(_Backend):
             self.conn.close()
 
 
+RECONNECT_TIMEOUT_S = 5
+"""libpq ``connect_timeout`` of a reconnect (whole seconds; libpq treats values below 2 as 2). The consumer
+stores alerts on the MQTT network thread and retries a failed store about five times within ~1.5 s;
+one 5 s connect plus fast failures in between (see :data:`RECONNECT_BACKOFF`) stays well inside
+``cloud_bridge.app.MQTT_STALL_S`` (20 s)."""
+
+OPEN_TIMEOUT_S = 10
+"""libpq ``connect_timeout`` at start-up, where nothing else waits on us yet."""
+
+RECONNECT_BACKOFF = Backoff(base_s=0.5, cap_s=30.0)
+"""Pacing of reconnects after failed ones: until the next one is due, operations fail at once with
+:class:`OutboxError` instead of each blocking for a connect timeout (or hammering a recovering server).
+The cap bounds how long a restored database goes unnoticed."""
+
+DEFAULT_APPLICATION_NAME = "pdm-cloud-bridge"
+"""``application_name`` on the bridge's connections (``pg_stat_activity``) unless the DSN sets one."""
+
+
 class _Postgres(_Backend):
+    """One psycopg connection that is replaced when it breaks.
+
+    On ``OperationalError``/``InterfaceError`` the operation's transaction is gone (the server rolled
+    it back or never saw it), so the connection is closed if it broke, reopened, and the operation
+    run once more. The only ambiguous case is a connection lost while ``COMMIT`` was in flight; the
+    retry is then safe because every operation is idempotent in effect: a repeated enqueue is refused
+    as stale, a repeated lease claims other rows (the first claim expires after ``lease_s``), and
+    complete/dead-letter match on the lease owner. A repeated ``reschedule`` may count one attempt twice.
+    """
+
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, application_name: str | None = None,
+                 monotonic: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         super().__init__()
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
         self._psycopg = psycopg
+        self._dsn = dsn
+        self._clock = monotonic
+        self._rng = rng or random.Random()
+        self._failed_connects = 0
+        self._next_connect_at = 0.0
         try:
-            self.conn = psycopg.connect(dsn, connect_timeout=10)
-            with self.conn.transaction():
+            self._application_name = (application_name or str(conninfo_to_dict(dsn).get("application_name") or "")
+                                      or DEFAULT_APPLICATION_NAME)
+            conn = psycopg.connect(dsn, connect_timeout=OPEN_TIMEOUT_S, application_name=self._application_name)
+            with conn.transaction():
                 # Several replicas may start together: serialise the DDL on an advisory lock.
-                self.conn.execute("SELECT pg_advisory_xact_lock(4242001)")
-                self.conn.execute(_SCHEMA.format(serial="BIGSERIAL"))
+                conn.execute("SELECT pg_advisory_xact_lock(4242001)")
+                conn.execute(_SCHEMA.format(serial="BIGSERIAL"))
         except psycopg.Error as exc:
             raise OutboxError(f"cannot open postgres outbox: {type(exc).__name__}") from None
+        self._conn: Any = conn
 
-    @contextmanager
-    def tx(self) -> Iterator[_Conn]:
+    def run(self, op: Callable[[_Conn], _T]) -> _T:
+        psycopg = self._psycopg
         with self.lock:
             try:
-                with self.conn.transaction():
-                    yield _PgConn(self.conn)
-            except self._psycopg.Error as exc:
+                try:
+                    return self._attempt(op)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    _log.warning("outbox.connection_lost", error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                                 action="reconnecting and retrying the operation once")
+                    self._discard_if_broken()
+                    return self._attempt(op)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self._discard_if_broken()
                 raise OutboxError(f"postgres outbox: {type(exc).__name__}: {str(exc)[:200]}") from None
+            except psycopg.Error as exc:
+                raise OutboxError(f"postgres outbox: {type(exc).__name__}: {str(exc)[:200]}") from None
+
+    def _attempt(self, op: Callable[[_Conn], _T]) -> _T:
+        conn = self._connection()
+        with conn.transaction():
+            return op(_PgConn(conn))
+
+    def _connection(self) -> Any:
+        """The open connection, reconnecting when the last one was discarded and a reconnect is due.
+
+        Raises:
+            OutboxError: reconnecting failed, or the previous failure's backoff has not passed yet.
+        """
+        if self._conn is not None:
+            return self._conn
+        now = self._clock()
+        if now < self._next_connect_at:
+            raise OutboxError(f"postgres outbox disconnected; next reconnect in {self._next_connect_at - now:.1f}s")
+        try:
+            self._conn = self._psycopg.connect(self._dsn, connect_timeout=RECONNECT_TIMEOUT_S,
+                                               application_name=self._application_name)
+        except self._psycopg.Error as exc:
+            self._next_connect_at = self._clock() + RECONNECT_BACKOFF.delay(self._failed_connects, self._rng)
+            self._failed_connects += 1
+            _log.error("outbox.reconnect_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}",
+                       failures=self._failed_connects, action="check that PostgreSQL is up and reachable")
+            raise OutboxError(f"postgres outbox: reconnect failed: {type(exc).__name__}") from None
+        if self._failed_connects:
+            _log.info("outbox.reconnected", after_failures=self._failed_connects)
+        self._failed_connects = 0
+        return self._conn
+
+    def _discard_if_broken(self) -> None:
+        # A lock timeout or serialization failure is an OperationalError on a healthy connection: keep it.
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._conn.close()
+            self._conn = None
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
 
 class _PgConn:
@@ -279,7 +372,8 @@ class Outbox:
             OutboxError: the database failed.
         """
         payload = alert.to_json().decode()
-        with self._db.tx() as c:
+
+        def op(c: _Conn) -> EnqueueResult:
             c.execute(
                 "INSERT INTO alerts (alert_id, desk, last_seq_seen) VALUES (?, ?, 0) ON CONFLICT (alert_id) DO NOTHING",
                 (alert.alert_id, desk),
@@ -297,7 +391,9 @@ class Outbox:
                 (alert.alert_id, alert.event_seq, alert.event.value, alert_desk, payload, now, now),
             )
             c.execute("UPDATE alerts SET last_seq_seen = ? WHERE alert_id = ?", (alert.event_seq, alert.alert_id))
-        return EnqueueResult.ACCEPTED
+            return EnqueueResult.ACCEPTED
+
+        return self._db.run(op)
 
     def _make_room(self, c: _Conn) -> None:
         depth = int(c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
@@ -325,7 +421,8 @@ class Outbox:
             desk_filter = " AND e.desk NOT IN (" + ", ".join("?" for _ in exclude_desks) + ")"
             params += list(exclude_desks)
         params.append(limit)
-        with self._db.tx() as c:
+
+        def op(c: _Conn) -> list[Any]:
             ids = [
                 int(r[0])
                 for r in c.execute(
@@ -344,11 +441,13 @@ class Outbox:
                 f"UPDATE events SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",
                 [owner, now + lease_s, *ids],
             )
-            rows = c.execute(
+            return list(c.execute(
                 f"SELECT {_EVENT_COLS} FROM events e JOIN alerts a ON a.alert_id = e.alert_id"
                 f" WHERE e.id IN ({marks}) ORDER BY e.id",
                 ids,
-            ).fetchall()
+            ).fetchall())
+
+        rows = self._db.run(op)
         return [
             LeasedEvent(
                 id=int(r[0]),
@@ -388,7 +487,7 @@ class Outbox:
             acknowledged: someone took the alert in hand.
             resolved_at: set when the alert resolved; None re-opens a resolved record.
         """
-        with self._db.tx() as c:
+        def op(c: _Conn) -> None:
             c.execute("DELETE FROM events WHERE id = ? AND lease_owner = ?", (event.id, owner))
             c.execute(
                 "UPDATE alerts SET last_seq_delivered = ?, ticket_ref = COALESCE(?, ticket_ref), priority = ?,"
@@ -401,18 +500,22 @@ class Outbox:
                  sla_deadline, acknowledged, new_promise, new_promise, resolved_at, event.alert.alert_id),
             )
 
+        self._db.run(op)
+
     def reschedule(self, event: LeasedEvent, *, owner: str, next_attempt_at: float, error: str, count: bool) -> None:
         """Give the event back for a later attempt; ``count`` says whether this was a failed attempt."""
-        with self._db.tx() as c:
+        def op(c: _Conn) -> None:
             c.execute(
                 "UPDATE events SET attempts = attempts + ?, next_attempt_at = ?, lease_owner = NULL,"
                 " lease_until = NULL, last_error = ? WHERE id = ? AND lease_owner = ?",
                 (1 if count else 0, next_attempt_at, error[:500], event.id, owner),
             )
 
+        self._db.run(op)
+
     def dead_letter(self, event: LeasedEvent, *, owner: str, reason: str, now: float) -> None:
         """Move the event to the dead-letter table with the reason; later events of the alert go on."""
-        with self._db.tx() as c:
+        def op(c: _Conn) -> None:
             row = c.execute(
                 "SELECT alert_id, event_seq, event_type, desk, payload, attempts FROM events"
                 " WHERE id = ? AND lease_owner = ?",
@@ -427,47 +530,47 @@ class Outbox:
             )
             c.execute("DELETE FROM events WHERE id = ?", (event.id,))
 
+        self._db.run(op)
+
     def release_owner(self, owner: str) -> int:
         """Release every lease held by ``owner`` (a restarted replica reclaims its work at once)."""
-        with self._db.tx() as c:
-            cur = c.execute(
-                "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (owner,)
-            )
-            return int(cur.rowcount)
+        return self._db.run(lambda c: int(c.execute(
+            "UPDATE events SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?", (owner,)
+        ).rowcount))
 
     def stats(self, now: float) -> OutboxStats:
         """Queue depth, age of the oldest queued event and dead-letter count."""
-        with self._db.tx() as c:
+        def op(c: _Conn) -> tuple[Any, Any, Any]:
             depth, oldest = c.execute("SELECT COUNT(*), MIN(enqueued_at) FROM events").fetchone()
-            dead = c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+            return depth, oldest, c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+
+        depth, oldest, dead = self._db.run(op)
         return OutboxStats(depth=int(depth), oldest_age_s=0.0 if oldest is None else max(0.0, now - float(oldest)),
                            dead_letters=int(dead))
 
     def pending(self, limit: int = 100) -> list[tuple[int, str, int, str, str, int, float, str | None]]:
         """Queued events: id, alert_id, event_seq, event_type, desk, attempts, next_attempt_at, last_error."""
-        with self._db.tx() as c:
-            rows = c.execute(
-                "SELECT id, alert_id, event_seq, event_type, desk, attempts, next_attempt_at, last_error"
-                " FROM events ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._db.run(lambda c: list(c.execute(
+            "SELECT id, alert_id, event_seq, event_type, desk, attempts, next_attempt_at, last_error"
+            " FROM events ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()))
         return [(int(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), int(r[5]), float(r[6]), r[7]) for r in rows]
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
         """Dead-lettered events, oldest first."""
-        with self._db.tx() as c:
-            rows = c.execute(
-                "SELECT id, alert_id, event_seq, event_type, desk, reason, attempts, failed_at FROM dead_letters"
-                " ORDER BY id LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._db.run(lambda c: list(c.execute(
+            "SELECT id, alert_id, event_seq, event_type, desk, reason, attempts, failed_at FROM dead_letters"
+            " ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()))
         return [DeadLetterRow(int(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4]), str(r[5]), int(r[6]),
                               float(r[7])) for r in rows]
 
     def retry_dead(self, ids: Sequence[int] | None, *, now: float) -> int:
         """Move dead letters (all when ``ids`` is None) back into the queue, due now, attempts reset."""
         where, params = self._id_filter(ids)
-        with self._db.tx() as c:
+        def op(c: _Conn) -> int:
             rows = c.execute(
                 "SELECT id, alert_id, event_seq, event_type, desk, payload FROM dead_letters" + where, params
             ).fetchall()
@@ -478,13 +581,14 @@ class Outbox:
                     (r[1], r[2], r[3], r[4], r[5], now, now),
                 )
                 c.execute("DELETE FROM dead_letters WHERE id = ?", (r[0],))
-        return len(rows)
+            return len(rows)
+
+        return self._db.run(op)
 
     def purge_dead(self, ids: Sequence[int] | None) -> int:
         """Delete dead letters (all when ``ids`` is None); returns how many."""
         where, params = self._id_filter(ids)
-        with self._db.tx() as c:
-            return int(c.execute("DELETE FROM dead_letters" + where, params).rowcount)
+        return self._db.run(lambda c: int(c.execute("DELETE FROM dead_letters" + where, params).rowcount))
 
     @staticmethod
     def _id_filter(ids: Sequence[int] | None) -> tuple[str, list[Any]]:
@@ -496,39 +600,34 @@ class Outbox:
 
     def ticket(self, alert_id: str) -> TicketRow | None:
         """What the bridge remembers about an alert's ticket."""
-        with self._db.tx() as c:
-            r = c.execute(
-                "SELECT alert_id, desk, ticket_ref, priority, opened_at, sla_deadline, acknowledged, warned,"
-                " resolved_at FROM alerts WHERE alert_id = ?",
-                (alert_id,),
-            ).fetchone()
+        r = self._db.run(lambda c: c.execute(
+            "SELECT alert_id, desk, ticket_ref, priority, opened_at, sla_deadline, acknowledged, warned,"
+            " resolved_at FROM alerts WHERE alert_id = ?",
+            (alert_id,),
+        ).fetchone())
         return None if r is None else _ticket_row(r)
 
     def open_tickets(self, limit: int = 1000) -> list[TicketRow]:
         """Delivered, unresolved, unacknowledged tickets not yet warned about: candidates for SLA warnings."""
-        with self._db.tx() as c:
-            rows = c.execute(
-                "SELECT alert_id, desk, ticket_ref, priority, opened_at, sla_deadline, acknowledged, warned,"
-                " resolved_at FROM alerts WHERE sla_deadline IS NOT NULL AND resolved_at IS NULL"
-                " AND acknowledged = 0 AND warned = 0 ORDER BY sla_deadline LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._db.run(lambda c: list(c.execute(
+            "SELECT alert_id, desk, ticket_ref, priority, opened_at, sla_deadline, acknowledged, warned,"
+            " resolved_at FROM alerts WHERE sla_deadline IS NOT NULL AND resolved_at IS NULL"
+            " AND acknowledged = 0 AND warned = 0 ORDER BY sla_deadline LIMIT ?",
+            (limit,),
+        ).fetchall()))
         return [_ticket_row(r) for r in rows]
 
     def mark_warned(self, alert_id: str) -> None:
         """Record that the SLA warning for this ticket went out."""
-        with self._db.tx() as c:
-            c.execute("UPDATE alerts SET warned = 1 WHERE alert_id = ?", (alert_id,))
+        self._db.run(lambda c: c.execute("UPDATE alerts SET warned = 1 WHERE alert_id = ?", (alert_id,)))
 
     def prune_alerts(self, *, now: float) -> int:
         """Forget alerts resolved more than :data:`ALERT_RETENTION_S` ago with nothing queued."""
-        with self._db.tx() as c:
-            cur = c.execute(
-                "DELETE FROM alerts WHERE resolved_at IS NOT NULL AND resolved_at < ?"
-                " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.alert_id = alerts.alert_id)",
-                (now - ALERT_RETENTION_S,),
-            )
-            return int(cur.rowcount)
+        return self._db.run(lambda c: int(c.execute(
+            "DELETE FROM alerts WHERE resolved_at IS NOT NULL AND resolved_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.alert_id = alerts.alert_id)",
+            (now - ALERT_RETENTION_S,),
+        ).rowcount))
 
 
 def _ticket_row(r: Sequence[Any]) -> TicketRow:
@@ -545,6 +644,18 @@ def open_sqlite(path: Path, *, max_events: int, synchronous_full: bool = True) -
     return Outbox(_Sqlite(path, synchronous_full=synchronous_full), max_events=max_events)
 
 
-def open_postgres(dsn: str, *, max_events: int) -> Outbox:
-    """An outbox in PostgreSQL, shareable by several replicas (psycopg 3 imported lazily)."""
-    return Outbox(_Postgres(dsn), max_events=max_events)
+def open_postgres(dsn: str, *, max_events: int, application_name: str | None = None,
+                  monotonic: Callable[[], float] = time.monotonic) -> Outbox:
+    """An outbox in PostgreSQL, shareable by several replicas (psycopg 3 imported lazily).
+
+    Args:
+        dsn: libpq connection string or URI.
+        max_events: the outbox bound.
+        application_name: shown in ``pg_stat_activity``; default the DSN's, else
+            :data:`DEFAULT_APPLICATION_NAME`.
+        monotonic: seconds that pace reconnects (:data:`RECONNECT_BACKOFF`); injectable for tests.
+
+    Raises:
+        OutboxError: the database cannot be reached or the schema cannot be created.
+    """
+    return Outbox(_Postgres(dsn, application_name=application_name, monotonic=monotonic), max_events=max_events)

@@ -282,6 +282,16 @@ class MqttClient:
         else:  # 3.1.1: the persistent session comes from clean_session=False given to the constructor
             self._client.connect(s.host, s.port, keepalive=s.keepalive_s)
 
+    def _sleep(self, delay_s: float) -> None:
+        """Wait out a backoff in slices, stamping the heartbeat: backing off is progress, not a wedge."""
+        deadline = time.monotonic() + delay_s
+        while not self._stopping.is_set():
+            self._heartbeat = time.monotonic()
+            left = deadline - self._heartbeat
+            if left <= 0:
+                return
+            self._stopping.wait(min(left, _LOOP_SLICE_S))
+
     def _run(self) -> None:
         attempt = 0
         socket_open = False
@@ -305,7 +315,7 @@ class MqttClient:
                         action="check that the broker runs and host/port/TLS settings are right",
                     )
                     attempt += 1
-                    self._stopping.wait(delay)
+                    self._sleep(delay)
                     continue
             rc = self._client.loop(timeout=_LOOP_SLICE_S)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -327,7 +337,7 @@ class MqttClient:
                 reason=paho.error_string(rc),
                 retry_in_s=round(delay, 2),
             )
-            self._stopping.wait(delay)
+            self._sleep(delay)
         try:
             self._client.loop(timeout=0.1)  # flush the DISCONNECT packet
         finally:

@@ -266,7 +266,7 @@ def test_watchdog_probes_and_gauges_in_process(
 ) -> None:
     app = bridge()
     probes = {p.name: p for p in app.liveness()}
-    assert set(probes) == {"mqtt", "delivery"}
+    assert set(probes) == {"mqtt", "dispatch", "delivery"}
     assert probes["delivery"].max_age_s == 20.0  # 10 x the desk's 2 s timeout
     assert probes["delivery"].age_s() < 1.0, "an idle pool is live"
     app.consumer.accept(alert(1, alert_id="hp-0042:ops-inproc:refrigerant_leak"))
