@@ -80,10 +80,16 @@ def _reading(path: Path | None) -> Iterator[None]:
         _config_path.reset(token)
 
 
-def _redact(field_path: str, value: Any) -> str:
+def _masked(field_path: str, value: Any) -> Any:
     if any(word in field_path.lower() for word in _SECRET_WORDS):
         return "<redacted>"
-    text = repr(value)
+    if isinstance(value, dict):  # a section-level error shows the whole section: mask inside it too
+        return {k: _masked(f"{field_path}.{k}", v) for k, v in value.items()}
+    return value
+
+
+def _redact(field_path: str, value: Any) -> str:
+    text = repr(_masked(field_path, value))
     return text if len(text) <= 120 else text[:117] + "..."
 
 

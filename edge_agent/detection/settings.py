@@ -89,7 +89,6 @@ class DetectionSettings(BaseModel):
     state_every_samples: int = Field(60, ge=1, description="publish AssetState at least this often (samples)")
     recent_series: int = Field(4, ge=1, le=8, description="contributing metrics plotted in the ticket")
     recent_points: int = Field(180, ge=10, le=720, description="points per plotted series")
-    checkpoint_interval_s: float = Field(300.0, gt=0, description="how often the app checkpoints the engine")
     max_assets: int = Field(500, ge=1, description="detectors kept; telemetry for more assets is ignored")
 
     @model_validator(mode="after")
