@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,25 +24,20 @@ from cloud_bridge.registry import parse_registry
 from pdm_common.doctor import (
     Check,
     CheckResult,
+    add_doctor_command,
     check_broker,
     check_certificates,
     check_clock_at,
     check_disk_at,
     check_secret_file,
     check_sqlite,
-    exit_code,
     fail,
     mqtt_for_doctor,
     ok,
-    render,
     resolve_credential,
-    run_checks,
     unit_credentials,
     warn,
 )
-from pdm_common.errors import ConfigError
-from pdm_common.logs import configure_logging
-from pdm_common.settings import load_settings, resolve_config_path
 
 __all__ = ["add_parser", "bridge_checks", "check_desk"]
 
@@ -146,24 +141,14 @@ def bridge_checks(settings: BridgeSettings, *, now: datetime, network: bool = Tr
     return checks
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    configure_logging(level="critical")  # the report is the output; adapter warnings would repeat it
-    path = resolve_config_path(args.config)
-    try:
-        settings = load_settings(BridgeSettings, path)
-    except ConfigError as exc:
-        results = [fail("config", str(exc), "fix the file; the message names each bad field")]
-    else:
-        results = [ok("config", f"{path or 'defaults + PDM_* environment'}: {len(settings.desks)} desks")]
-        results += run_checks(bridge_checks(settings, now=datetime.now(UTC), network=not args.offline,
-                                            timeout_s=args.timeout))
-    print(render(results))
-    return exit_code(results)
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``doctor`` on the ``cloud-bridge`` command line (uses the global ``--config``)."""
-    doctor = subparsers.add_parser("doctor", help="check config, broker, TLS, desks, clock and outbox; print fixes")
-    doctor.add_argument("--offline", action="store_true", help="skip the broker and PostgreSQL probes")
-    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per network probe (default 5)")
-    doctor.set_defaults(func=_cmd_doctor)
+    add_doctor_command(
+        subparsers,
+        model=BridgeSettings,
+        checks=lambda s, now, network, timeout_s: bridge_checks(s, now=now, network=network, timeout_s=timeout_s),
+        describe=lambda s: f"{len(s.desks)} desks",
+        help_text="check config, broker, TLS, desks, clock and outbox; print fixes",
+        offline_help="skip the broker and PostgreSQL probes",
+        config_fix="fix the file; the message names each bad field",
+    )

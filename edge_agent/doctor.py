@@ -9,7 +9,7 @@ retained ``GatewayStatus.health`` every ``status_interval_s``.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pdm_common
@@ -18,26 +18,22 @@ from edge_agent.install import Layout
 from pdm_common.doctor import (
     Check,
     CheckResult,
+    add_doctor_command,
     check_broker,
     check_certificates,
     check_clock_at,
     check_disk_at,
     check_secret_file,
     check_sqlite,
-    exit_code,
     fail,
     health_summary,
     mqtt_for_doctor,
     ok,
-    render,
     run_checks,
     unit_credentials,
     warn,
 )
-from pdm_common.errors import ConfigError
-from pdm_common.logs import configure_logging
 from pdm_common.mqtt import MqttSettings
-from pdm_common.settings import load_settings, resolve_config_path
 
 __all__ = ["add_parser", "agent_checks", "check_checkpoints", "health"]
 
@@ -104,25 +100,14 @@ def health(settings: AgentSettings, *, now: datetime) -> dict[str, str]:
     return health_summary(run_checks(_local_checks(settings, now, settings.mqtt)))
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    configure_logging(level="critical")  # the report is the output; adapter warnings would repeat it
-    path = resolve_config_path(args.config)
-    try:
-        settings = load_settings(AgentSettings, path)
-    except ConfigError as exc:
-        results = [fail("config", str(exc), "fix the file, then run `edge-agent check-config`")]
-    else:
-        results = [ok("config", f"{path or 'defaults + PDM_* environment'}: gateway={settings.gateway} "
-                      f"site={settings.site}")]
-        results += run_checks(agent_checks(settings, now=datetime.now(UTC), network=not args.offline,
-                                           timeout_s=args.timeout))
-    print(render(results))
-    return exit_code(results)
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``doctor`` on the ``edge-agent`` command line (uses the global ``--config``)."""
-    doctor = subparsers.add_parser("doctor", help="check config, broker, TLS, clock, disk and state; print fixes")
-    doctor.add_argument("--offline", action="store_true", help="skip the broker probes")
-    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per network probe (default 5)")
-    doctor.set_defaults(func=_cmd_doctor)
+    add_doctor_command(
+        subparsers,
+        model=AgentSettings,
+        checks=lambda s, now, network, timeout_s: agent_checks(s, now=now, network=network, timeout_s=timeout_s),
+        describe=lambda s: f"gateway={s.gateway} site={s.site}",
+        help_text="check config, broker, TLS, clock, disk and state; print fixes",
+        offline_help="skip the broker probes",
+        config_fix="fix the file, then run `edge-agent check-config`",
+    )

@@ -12,6 +12,7 @@ Both services build their own list (``edge_agent.doctor``, ``cloud_bridge.doctor
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import socket
@@ -22,15 +23,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
-from pdm_common.logs import get_logger
+from pdm_common.errors import ConfigError
+from pdm_common.logs import configure_logging, get_logger
 from pdm_common.mqtt import MqttClient, MqttSettings, TlsSettings
+from pdm_common.settings import ServiceSettings, load_settings, resolve_config_path
 
 __all__ = [
     "CERT_WARN_DAYS",
     "CheckResult",
     "Status",
-    "cert_validity",
     "check_broker",
     "check_broker_tls",
     "check_certificates",
@@ -226,50 +229,6 @@ def mqtt_for_doctor(mqtt: MqttSettings, unit: str, sources: Mapping[str, Path]) 
 # --- certificates ---------------------------------------------------------------------------------
 
 
-def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of content, end of content) of the DER TLV at ``pos`` (X.690 §8.1)."""
-    tag, first = data[pos], data[pos + 1]
-    pos += 2
-    if first < 0x80:
-        length = first
-    else:
-        count = first & 0x7F
-        length = int.from_bytes(data[pos:pos + count], "big")
-        pos += count
-    if pos + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, pos, pos + length
-
-
-def _der_time(tag: int, raw: bytes) -> datetime:
-    text = raw.decode("ascii")
-    fmt = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"  # UTCTime or GeneralizedTime (RFC 5280 §4.1.2.5)
-    return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-
-
-def cert_validity(der: bytes) -> tuple[datetime, datetime]:
-    """``(notBefore, notAfter)`` of a DER X.509 certificate (RFC 5280 §4.1: tbsCertificate.validity).
-
-    Raises:
-        ValueError: not a certificate this parser understands.
-    """
-    try:
-        _, cert, _ = _der_item(der, 0)
-        _, pos, _ = _der_item(der, cert)  # tbsCertificate
-        tag, _, end = _der_item(der, pos)
-        if tag == 0xA0:  # [0] EXPLICIT version
-            pos = end
-        for _ in range(3):  # serialNumber, signature, issuer
-            pos = _der_item(der, pos)[2]
-        _, pos, _ = _der_item(der, pos)  # validity
-        before_tag, b_start, b_end = _der_item(der, pos)
-        after_tag, a_start, a_end = _der_item(der, b_end)
-        return _der_time(before_tag, der[b_start:b_end]), _der_time(after_tag, der[a_start:a_end])
-    except (IndexError, UnicodeDecodeError) as exc:
-        raise ValueError(f"malformed certificate: {exc}") from None
-
-
-_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
 def _validity_verdict(name: str, path: Path, not_before: datetime, not_after: datetime, now: datetime) -> CheckResult:
@@ -286,16 +245,20 @@ def _validity_verdict(name: str, path: Path, not_before: datetime, not_after: da
 
 
 def _check_cert_file(name: str, path: Path, now: datetime) -> CheckResult:
+    # Imported here: only doctor and the health summary read certificates, not the data path.
+    from cryptography import x509
+
     try:
-        pems = _PEM_CERT.findall(path.read_text(encoding="ascii"))
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         return fail(name, f"cannot read {path}: {exc}", f"put the PEM file at {path} or fix the path in [mqtt.tls]")
-    if not pems:
+    if b"-----BEGIN CERTIFICATE-----" not in data:
         return fail(name, f"{path} holds no PEM certificate", "use a PEM (-----BEGIN CERTIFICATE-----) file")
     try:
-        validities = sorted((cert_validity(ssl.PEM_cert_to_DER_cert(pem)) for pem in pems), key=lambda v: v[1])
+        certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        return fail(name, f"{path}: {exc}", "re-export the certificate as PEM")
+        return fail(name, f"{path}: malformed certificate ({exc})", "re-export the certificate as PEM")
+    validities = sorted(((c.not_valid_before_utc, c.not_valid_after_utc) for c in certs), key=lambda v: v[1])
     # A bundle is as good as its worst certificate; among equals, report the first to expire.
     verdicts = [_validity_verdict(name, path, nb, na, now) for nb, na in validities]
     return min(verdicts, key=lambda r: _SEVERITY_ORDER[r.status])
@@ -475,3 +438,49 @@ def _check_login(settings: MqttSettings, *, client_id: str, timeout_s: float) ->
                     "check the broker log (journalctl -u mosquitto) and the [mqtt] protocol version")
     finally:
         client.stop(timeout_s=2.0)
+
+
+# --- the `doctor` sub-command, shared by both services ---------------------------------------------
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def add_doctor_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    model: type[S],
+    checks: Callable[[S, datetime, bool, float], list[tuple[str, Check]]],
+    describe: Callable[[S], str],
+    help_text: str,
+    offline_help: str,
+    config_fix: str,
+) -> None:
+    """Register ``doctor`` on a service's command line (it uses the global ``--config``).
+
+    Args:
+        subparsers: the service's sub-command registry.
+        model: the service's settings model.
+        checks: builds the checks from ``(settings, now, network, timeout_s)``.
+        describe: one line naming what the loaded config is about (gateway, desks …).
+        help_text: the sub-command's help.
+        offline_help: what ``--offline`` skips.
+        config_fix: what to tell the operator when the config does not load.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        configure_logging(level="critical")  # the report is the output; adapter warnings would repeat it
+        path = resolve_config_path(args.config)
+        try:
+            settings = load_settings(model, path)
+        except ConfigError as exc:
+            results = [fail("config", str(exc), config_fix)]
+        else:
+            results = [ok("config", f"{path or 'defaults + PDM_* environment'}: {describe(settings)}")]
+            results += run_checks(checks(settings, datetime.now(UTC), not args.offline, args.timeout))
+        print(render(results))
+        return exit_code(results)
+
+    doctor = subparsers.add_parser("doctor", help=help_text)
+    doctor.add_argument("--offline", action="store_true", help=offline_help)
+    doctor.add_argument("--timeout", type=float, default=5.0, help="seconds per network probe (default 5)")
+    doctor.set_defaults(func=run)

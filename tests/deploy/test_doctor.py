@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings, OutboxSettings
 from cloud_bridge.doctor import bridge_checks
@@ -18,7 +19,6 @@ from pdm_common.contracts import GatewayStatus
 from pdm_common.doctor import (
     CheckResult,
     Status,
-    cert_validity,
     check_certificates,
     check_clock,
     check_disk,
@@ -96,7 +96,7 @@ def test_missing_and_loose_password_credential(tmp_path: Path) -> None:
 
 
 def test_certificate_expiry_and_key_mismatch(test_ca: Path) -> None:
-    _, not_after = cert_validity(_der(test_ca / "client.crt"))
+    not_after = _not_after(test_ca / "client.crt")
     good = TlsSettings(enabled=True, ca_file=test_ca / "ca.crt", cert_file=test_ca / "client.crt",
                        key_file=test_ca / "client.key")
     assert {r.name: r.status for r in check_certificates(good, NOW)} == {
@@ -114,19 +114,24 @@ def test_certificate_expiry_and_key_mismatch(test_ca: Path) -> None:
     assert _by_name(check_certificates(missing, NOW))["tls.ca"].status is Status.FAIL
 
 
-def _der(path: Path) -> bytes:
-    import ssl
-
-    return ssl.PEM_cert_to_DER_cert(path.read_text())
+def _not_after(path: Path) -> datetime:
+    return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
 
 
-def test_cert_validity_agrees_with_openssl(test_ca: Path) -> None:
+def test_certificate_dates_agree_with_openssl(test_ca: Path) -> None:
     out = subprocess.run(["openssl", "x509", "-in", str(test_ca / "server.crt"), "-noout", "-enddate"],
                          capture_output=True, text=True, check=True, timeout=30).stdout
     expected = datetime.strptime(out.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=UTC)
-    assert cert_validity(_der(test_ca / "server.crt"))[1] == expected
-    with pytest.raises(ValueError):
-        cert_validity(b"\x30\x05junk")
+    tls = TlsSettings(enabled=True, ca_file=test_ca / "server.crt")
+    (ca,) = [r for r in check_certificates(tls, NOW) if r.name == "tls.ca"]
+    assert f"valid until {expected:%Y-%m-%d}" in ca.detail
+
+
+def test_malformed_certificate_is_a_failure_with_a_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.crt"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n", encoding="ascii")
+    (ca,) = [r for r in check_certificates(TlsSettings(enabled=True, ca_file=bad), NOW) if r.name == "tls.ca"]
+    assert ca.status is Status.FAIL and ca.fix
 
 
 def test_clock_behind_state_fails(tmp_path: Path) -> None:
