@@ -45,7 +45,7 @@ from pdm_common.logs import get_logger
 __all__ = ["MODEL_NAME", "MODEL_VERSION", "DetectionEngine"]
 
 MODEL_NAME = "regime-rls-ewma"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 """Bump when the detector's state layout or scoring changes: old checkpoints then re-warm."""
 
 MACHINE = "machine"

@@ -162,6 +162,7 @@ class AssetDetector:
         self._z: FloatArray = np.zeros(0)
         self._valid = np.zeros(0, dtype=bool)
         self._drift_candidate: tuple[str, int] | None = None
+        self._faulty: set[str] = set()
         self._run_min = 0.0
         self._frost_run_min = 0.0
         self._frost_interval_min: float | None = None
@@ -240,6 +241,7 @@ class AssetDetector:
         ok = np.array([v is SensorStatus.OK and n not in candidates for n, v in zip(names, st, strict=True)],
                       dtype=bool)
         drifting = np.array([v is SensorStatus.DRIFT for v in st], dtype=bool)
+        self._forget_sensor_episodes(names, st)
         valid = finite & ok
         self._update_drift(z, finite & (ok | drifting), now, half_warm and not novel)
         thr_p, thr_d = self._thresholds()
@@ -312,6 +314,19 @@ class AssetDetector:
         if self._frost_interval_min is None:
             return 0.0
         return min(1.0, self._frost_run_min / self._frost_interval_min)
+
+    def _forget_sensor_episodes(self, names: list[str], st: list[SensorStatus]) -> None:
+        """Zero the smoothed residual of a channel whose sensor fault just ended.
+
+        While a channel is faulty its readings are the sensor's, not the machine's; a wrong scale
+        (x10) leaves a smoothed residual of hundreds of sigmas that would take days to decay and,
+        on a lone-lead channel (seal temperature), open a machine alert after the sensor was fixed.
+        """
+        faulty = {n for n, v in zip(names, st, strict=True) if v is not SensorStatus.OK}
+        for k, n in enumerate(names):
+            if n in self._faulty and n not in faulty:
+                self._ew[k] = 0.0
+        self._faulty = faulty
 
     def _drift_sigmas(self) -> FloatArray:
         """Smoothed residuals divided by their healthy spread (floored: see _MIN_DRIFT_SD)."""

@@ -126,6 +126,16 @@ def drift(metric: str, from_h: float, per_day: float) -> Injection:
     return apply
 
 
+def wrong_scale(metric: str, from_h: float, to_h: float, scale: float) -> Injection:
+    """The sensor reads ``scale`` times the true value between ``from_h`` and ``to_h`` (a decimal slip)."""
+
+    def apply(h: float, m: dict[str, float | bool | None]) -> None:
+        if from_h <= h < to_h:
+            m[metric] = _num(m, metric) * scale
+
+    return apply
+
+
 def _num(m: dict[str, float | bool | None], key: str) -> float:
     v = m[key]
     assert isinstance(v, float | int) and not isinstance(v, bool)

@@ -18,6 +18,7 @@ from tests.agent_core.synthetic import (
     leak,
     spikes,
     stuck,
+    wrong_scale,
 )
 
 
@@ -87,6 +88,18 @@ def test_sensor_faults_are_named_and_never_machine_faults(case: str) -> None:
     assert events[0].contributors[0].metric == metric
     health = {h.metric: h.status for h in events[0].sensor_health}
     assert health[metric] is status
+
+
+def test_a_fixed_sensor_leaves_no_machine_alert_behind() -> None:
+    # Twelve hours of a x10 decimal slip: the smoothed residual of that channel reaches hundreds of
+    # sigmas. Once the readings are right again it must start from zero, not decay over days into a
+    # machine alert on a channel that leads a fault signature (discharge temperature: leak, EEV).
+    engine = new_engine()
+    stream = HeatPumpStream(injections=[wrong_scale("discharge_temp_c", 24 * 2, 24 * 2.5, 10.0)])
+    events = alerts(feed(engine, stream, 24 * 5))
+    assert events, "the wrong scale was not reported"
+    assert all(e.probable_fault.code == SENSOR_FAULT for e in events), [e.probable_fault.code for e in events]
+    assert events[0].contributors[0].metric == "discharge_temp_c"
 
 
 def test_detector_keeps_working_on_the_remaining_sensors() -> None:
