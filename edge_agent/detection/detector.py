@@ -43,10 +43,10 @@ from edge_agent.detection.signatures import (
     probabilities,
 )
 from edge_agent.detection.trend import TrendTracker, TtfEstimate
-from pdm_common.catalog import FAILURE_CRITERIA, METRICS, FaultCode, MetricSpec, is_operating
+from pdm_common.catalog import FAILURE_CRITERIA, FAULTS_BY_KIND, METRICS, FaultCode, MetricSpec, is_operating
 from pdm_common.contracts import AssetKind, SensorStatus, Telemetry
 
-__all__ = ["Assessment", "AssetDetector", "Finding", "MetricDeviation"]
+__all__ = ["Assessment", "AssetDetector", "Finding", "MetricDeviation", "plausible_range"]
 
 _SCALE_HALFLIFE_SAMPLES = 10_080.0
 """Healthy spread of the smoothed residuals forgets over about a week of one-minute samples."""
@@ -118,9 +118,9 @@ class AssetDetector:
             spike_z=settings.spike_z,
             spike_count=settings.spike_count,
             spike_window=timedelta(hours=settings.spike_window_h),
-            # Half a normal span beyond the normal range is no reading a working sensor gives
-            # (a x10 decimal slip, a wrong unit); catalog.METRICS holds the ranges.
-            plausible={m.name: _plausible(m) for m in METRICS.get(kind, ())},
+            # Half a normal span beyond the normal range (or twice a failure criterion) is no reading
+            # a working sensor gives (a x10 decimal slip, a wrong unit); catalog.METRICS holds the ranges.
+            plausible={m.name: plausible_range(kind, m) for m in METRICS.get(kind, ())},
             # Set-points carry no measurement noise (catalog.METRICS sigma 0) and may legitimately
             # sit at a limit for hours (compressor at its boost maximum): never "stuck".
             noiseless=frozenset(m.name for m in METRICS.get(kind, ()) if m.noise_sigma == 0.0),
@@ -514,9 +514,28 @@ class AssetDetector:
         self.watch.silence()
 
 
-def _plausible(spec: MetricSpec) -> tuple[float, float]:
+def plausible_range(kind: AssetKind, spec: MetricSpec) -> tuple[float, float]:
+    """Readings outside this range come from a broken sensor, not from the machine.
+
+    >>> from pdm_common.catalog import METRICS
+    >>> vibration = next(m for m in METRICS[AssetKind.PUMP] if m.name == "vibration_mm_s")
+    >>> tuple(round(x, 2) for x in plausible_range(AssetKind.PUMP, vibration))  # zone D is 4.5
+    (-0.65, 9.0)
+    """
     half_span = (spec.normal_high - spec.normal_low) / 2
-    return spec.normal_low - half_span, spec.normal_high + half_span
+    low, high = spec.normal_low - half_span, spec.normal_high + half_span
+    # A failing machine legitimately reaches its failure criterion and goes past it (a bearing in
+    # ISO 10816 zone D reads 4.5 mm/s and more, far above the normal range): those readings are the
+    # fault, not a broken sensor. Twice the criterion still catches a x10 decimal slip of a normal value.
+    for code in FAULTS_BY_KIND.get(kind, ()):
+        criterion = FAILURE_CRITERIA[code]
+        if criterion.metric != spec.name:
+            continue
+        if criterion.direction == "above":
+            high = max(high, 2.0 * criterion.threshold)
+        else:
+            low = min(low, criterion.threshold - half_span)
+    return low, high
 
 
 def _second(values: FloatArray) -> float:
