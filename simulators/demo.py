@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType
+from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType, format_ts
 from pdm_common.logs import configure_logging
 from pdm_common.mqtt import InboundMessage, MqttClient, MqttSettings
 from pdm_common.settings import load_settings
@@ -249,6 +249,10 @@ def _report(say: _Say, alerts: _AlertLog, tickets: list[dict[str, Any]], truth: 
     machine_faults = {name for name, t in truth.items() if t.machine_faults}
     say(f"\n{len(tickets)} tickets, {duplicates} duplicates; machine faults caught before failure: "
         f"{len(caught & machine_faults)}/{len(machine_faults)}")
+    for name in sorted(machine_faults - caught):
+        fault = truth[name].machine_faults[0]
+        say(f"  missed: {name} {fault.code} (onset {format_ts(fault.onset)}, failure {format_ts(fault.failure)})"
+            " — the detector's measured limits are in docs/detection.md")
     undelivered = sum(1 for r in rows if r[1] == "NOT DELIVERED")
     if undelivered or duplicates:
         say(f"demo: {undelivered} alerts never became tickets, {duplicates} duplicate tickets")
