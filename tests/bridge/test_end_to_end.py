@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from simulators.desk.server import DeskSimulator
 from tests.bridge.conftest import bridge_settings
 from tests.bridge.samples import REPO, alert
 from tests.mqtt_helpers import Publisher
+from tests.waiting import wait_until
 
 N_ALERTS = 40
 
@@ -29,15 +29,6 @@ def _alert_payloads(n: int, tag: str) -> list[tuple[str, bytes]]:
         a = alert(1, alert_id=f"hp-{i:04d}:{tag}:low_flow", asset=f"hp-{i:04d}")
         out.append((f"pdm/v1/{a.site}/{a.asset}/alert", a.to_json()))
     return out
-
-
-def _wait(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def _creates(sim: DeskSimulator) -> Counter[str]:
@@ -106,12 +97,12 @@ def test_kill_9_mid_delivery_still_gives_exactly_one_ticket_per_alert(
             time.sleep(1.0)  # let the bridge subscribe (its persistent session then keeps what follows)
             for topic, payload in _alert_payloads(N_ALERTS, "k9"):
                 pub.send(topic, payload)
-            assert _wait(lambda: sum(_creates(desk_sim).values()) >= 5, 20.0)
+            assert wait_until(lambda: sum(_creates(desk_sim).values()) >= 5, 20.0)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             killed_at = sum(_creates(desk_sim).values())
             proc = spawn()
-            assert _wait(lambda: len(_creates(desk_sim)) == N_ALERTS, 60.0), len(_creates(desk_sim))
+            assert wait_until(lambda: len(_creates(desk_sim)) == N_ALERTS, 60.0), len(_creates(desk_sim))
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
@@ -142,7 +133,7 @@ def test_two_replicas_on_a_shared_subscription_make_no_duplicates(
         with Publisher(mosquitto_broker.settings()) as pub:
             for topic, payload in _alert_payloads(N_ALERTS, "share"):
                 pub.send(topic, payload)
-        assert _wait(lambda: len(_creates(desk_sim)) == N_ALERTS, 30.0)
+        assert wait_until(lambda: len(_creates(desk_sim)) == N_ALERTS, 30.0)
         assert all(app.drain(10.0) for app in apps)
     finally:
         for app in apps:

@@ -33,6 +33,7 @@ from tests.bridge.test_end_to_end import _toml
 from tests.conftest import BrokerInfo
 from tests.deploy.notify_socket import NotifySocket
 from tests.mqtt_helpers import Publisher
+from tests.waiting import wait_until
 
 REGISTRY = REPO / "config" / "assets.example.toml"
 NEW_CUSTOMER = "Fjordvarme Testkunde AS"
@@ -102,12 +103,7 @@ class Bridge:
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return wait_until(predicate, timeout_s)
 
 
 def _deliver(pub: Publisher, desk_sim: DeskSimulator, alert_id: str) -> dict[str, Any]:
