@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,17 +20,8 @@ ZENDESK_AUTH = (f"{CREDS.zendesk_email}/token", CREDS.zendesk_api_token)
 TICKET = {"ticket": {"subject": "hp-0042", "external_id": "a-1", "comment": {"body": "diagnosis"}}}
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[DeskSimulator]:
-    with DeskSimulator(seed=42) as server:
-        yield server
-
-
-@pytest.fixture
-def client(sim: DeskSimulator) -> Iterator[httpx.Client]:
-    sim.reset()
-    with httpx.Client(base_url=sim.url, timeout=5.0, auth=ZENDESK_AUTH) as http:
-        yield http
+DESK_SEED = 42
+DESK_AUTH = ZENDESK_AUTH
 
 
 def create(client: httpx.Client, **kwargs: Any) -> httpx.Response:

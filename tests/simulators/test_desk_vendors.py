@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,17 +16,7 @@ SNOW_AUTH = (CREDS.servicenow_user, CREDS.servicenow_password)
 ALERT = "hp-0042:2026-01-14T03:10:00Z:refrigerant"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[DeskSimulator]:
-    with DeskSimulator(seed=5) as server:
-        yield server
-
-
-@pytest.fixture
-def client(sim: DeskSimulator) -> Iterator[httpx.Client]:
-    sim.reset()
-    with httpx.Client(base_url=sim.url, timeout=5.0) as http:
-        yield http
+DESK_SEED = 5
 
 
 def ops(sim: DeskSimulator, desk: str) -> list[list[str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,17 +14,7 @@ from simulators.desk import DeskCredentials, DeskSimulator, sign_webhook
 SECRET = DeskCredentials().webhook_secret
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[DeskSimulator]:
-    with DeskSimulator(seed=11) as server:
-        yield server
-
-
-@pytest.fixture
-def client(sim: DeskSimulator) -> Iterator[httpx.Client]:
-    sim.reset()
-    with httpx.Client(base_url=sim.url, timeout=5.0) as http:
-        yield http
+DESK_SEED = 11
 
 
 def ticket_body(action: str, dedup_key: str = "hp-0042:2026-01-14T03:10:00Z:refrigerant", **extra: Any) -> bytes:
