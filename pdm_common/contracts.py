@@ -371,8 +371,9 @@ class Contributor(_Wire):
     """A metric that pushed the score, with what was expected and how far off it is (in sigmas)."""
 
     metric: MetricName
-    value: Finite | None
-    expected: Finite | None
+    # Defaults matter: to_json() leaves out None fields, and the payload must still parse.
+    value: Finite | None = None
+    expected: Finite | None = None
     deviation: Finite
 
 

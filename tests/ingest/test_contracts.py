@@ -124,6 +124,9 @@ def test_alert_event_contract() -> None:
     event = AlertEvent.from_json(json.dumps(raw).encode(), max_bytes=65536)
     assert AlertEvent.from_json(event.to_json(), max_bytes=65536) == event
     assert not event.is_sensor_fault
+    dead_sensor = event.model_copy(update={"contributors": [
+        event.contributors[0].model_copy(update={"value": None, "expected": None})]})
+    assert AlertEvent.from_json(dead_sensor.to_json(), max_bytes=65536) == dead_sensor, "None fields round-trip"
     with pytest.raises(ContractError):
         AlertEvent.from_json(json.dumps({**raw, "event_seq": 2}).encode(), max_bytes=65536)
     with pytest.raises(ContractError):
