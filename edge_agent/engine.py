@@ -161,7 +161,7 @@ class DetectionEngine:
                 if track is None and status is SensorStatus.OK:
                     continue
                 if track is None:
-                    track = a.sensors[metric] = AlertTrack(a.asset, self._policy)
+                    track = a.sensors[metric] = AlertTrack(a.asset, self._policy, scope=metric)
                 bad = status is not SensorStatus.OK
                 emits = track.step(anomalous=bad, healthy=not bad, now=now, summary=self._sensor_summary(metric))
                 out += self._events(a, metric, track, emits, now)

@@ -80,10 +80,15 @@ class AlertTrack:
     Args:
         asset: asset name, the first part of every ``alert_id``.
         policy: debounce and timing.
+        scope: what the track watches when it is not the whole machine (a sensor's metric); it ends
+            the ``alert_id``, so two sensors failing in the same second keep distinct alerts.
     """
 
-    def __init__(self, asset: str, policy: TrackPolicy) -> None:
+    scope: str | None = None  # class default: tracks pickled before scopes existed load as machine tracks
+
+    def __init__(self, asset: str, policy: TrackPolicy, *, scope: str | None = None) -> None:
         self.asset = asset
+        self.scope = scope
         self.policy = policy
         self.phase = Phase.NORMAL
         self.window: deque[bool] = deque(maxlen=policy.debounce_m)
@@ -155,6 +160,8 @@ class AlertTrack:
         first = self.first_seen or now
         self.phase = Phase.OPEN
         self.alert_id = f"{self.asset}:{first.strftime('%Y-%m-%dT%H:%M:%SZ')}:{s.fault}"
+        if self.scope is not None:
+            self.alert_id += f":{self.scope}"
         self.first_seen, self.last_seen = first, now
         self.event_seq = 0
         self.healthy_since = None

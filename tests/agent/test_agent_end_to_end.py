@@ -147,7 +147,9 @@ def test_restart_mid_stream_loses_nothing_duplicates_nothing_and_stays_warm(
     for ev in _alerts(recorder):
         seqs = by_alert.setdefault(ev.alert_id, {})
         if ev.event_seq in seqs:
-            assert seqs[ev.event_seq] == ev, f"two different events with seq {ev.event_seq} for {ev.alert_id}"
+            before, now = seqs[ev.event_seq].model_dump(), ev.model_dump()
+            differ = {k: (before[k], now[k]) for k in before if before[k] != now[k]}
+            assert not differ, f"two different events with seq {ev.event_seq} for {ev.alert_id}: {differ}"
         seqs[ev.event_seq] = ev
     assert by_alert, "no alert at all"
     for alert_id, seqs in by_alert.items():

@@ -147,3 +147,14 @@ def test_pickle_restore_gives_identical_subsequent_output() -> None:
     second = feed(clone, stream, 24 * 2, start_h=24 * 2)
     assert alerts(first), "the continuation should contain the leak's alert"
     assert [e.model_dump() for e in first] == [e.model_dump() for e in second]
+
+
+def test_two_sensors_failing_together_keep_distinct_alerts() -> None:
+    # A dead field bus takes several channels at once; each sensor's alert is its own ticket.
+    engine = new_engine()
+    stream = HeatPumpStream(injections=[dropout("fan_rpm", 24 * 2), dropout("flow_lpm", 24 * 2)])
+    opened = [e for e in alerts(feed(engine, stream, 24 * 3)) if e.event is EventType.OPENED]
+    by_metric = {e.contributors[0].metric: e.alert_id for e in opened}
+    assert set(by_metric) == {"fan_rpm", "flow_lpm"}
+    assert len(set(by_metric.values())) == 2, by_metric
+    assert all(alert_id.endswith(f":{metric}") for metric, alert_id in by_metric.items())
