@@ -342,6 +342,10 @@ class MqttClient:
             self._client.loop(timeout=0.1)  # flush the DISCONNECT packet
         finally:
             self._connected.clear()
+            # paho 2.x closes its socket and its loopback wake-up socket pair only in __del__, which
+            # for this reference cycle runs whenever the cyclic collector gets to it; close them now.
+            # paho has no public call for this (reinitialise() would also reset the client).
+            self._client._reset_sockets()
 
     # --- paho callbacks (network thread) --------------------------------------------------------
 
