@@ -179,6 +179,7 @@ class MqttClient:
         self._thread: threading.Thread | None = None
         self._auth_failed = False
         self._refusing = False
+        self._pending_subscriptions: set[int] = set()
         self._heartbeat = time.monotonic()
         self.connects = 0
         v5 = settings.protocol == "5"
@@ -212,6 +213,7 @@ class MqttClient:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
+        self._client.on_subscribe = self._handle_subscribe
         # A bounded in-flight window: QoS 1 messages beyond it wait in paho's queue (MQTT 5 Receive Maximum).
         self._client.max_inflight_messages_set(100)
 
@@ -219,7 +221,7 @@ class MqttClient:
 
     @property
     def is_connected(self) -> bool:
-        """True between CONNACK and the next disconnect."""
+        """True from the acknowledgement of every subscription (or CONNACK, without any) to the next disconnect."""
         return self._connected.is_set()
 
     @property
@@ -368,10 +370,26 @@ class MqttClient:
         self._auth_failed = False
         self._refusing = False
         self.connects += 1
-        for topic, qos in self._subscriptions:
-            client.subscribe(topic, qos=qos)
+        # "Connected" means subscribed: until the SUBACKs arrive the broker may drop what is published
+        # for us, so wait_connected() and on_connect wait for them (MQTT 5.0 §3.9).
+        mids = (client.subscribe(topic, qos=qos)[1] for topic, qos in self._subscriptions)
+        self._pending_subscriptions = {mid for mid in mids if mid is not None}
         if self._birth is not None:
             client.publish(self._birth.topic, self._birth.payload, qos=self._birth.qos, retain=self._birth.retain)
+        if not self._pending_subscriptions:
+            self._ready()
+
+    def _handle_subscribe(self, _client: paho.Client, _userdata: Any, mid: int, reasons: list[ReasonCode],
+                          _props: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            _log.error("mqtt.subscribe_refused", reasons=refused,
+                       action="check the broker ACL allows this client to read its topics")
+        self._pending_subscriptions.discard(mid)
+        if not self._pending_subscriptions and not self._connected.is_set():
+            self._ready()
+
+    def _ready(self) -> None:
         self._connected.set()
         s = self._settings
         _log.info("mqtt.connected", host=s.host, port=s.port, protocol=s.protocol)
