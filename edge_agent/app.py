@@ -331,6 +331,8 @@ class EdgeAgent:
         if mono >= self._next_tick:
             self._next_tick = mono + 1.0
             self._store(self.engine.tick(self.now()))
+            # Once a second, not every loop pass: two queries the hot path need not pay for.
+            self.metrics.outbox.observe(len(self.outbox), self.outbox.oldest_age_s())
         if mono >= self._next_checkpoint:
             self._next_checkpoint = mono + self.settings.checkpoint_interval_s
             self._save_checkpoint()
@@ -352,8 +354,6 @@ class EdgeAgent:
                 self.outbox.ack(row)
             except OutboxError as exc:
                 _log.error("outbox.ack_failed", row=row, error=str(exc), action="check the state directory")
-        depth, oldest = len(self.outbox), self.outbox.oldest_age_s()
-        self.metrics.outbox.observe(depth, oldest)
 
     def _publish_pending(self) -> None:
         if self._reconnected.is_set():
