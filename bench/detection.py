@@ -158,7 +158,7 @@ def _process_asset(args: tuple[str, bool, dict[str, Any]]) -> AssetResult:
         }
         for e in events
     ]
-    kind = samples[0][0].kind.value if samples else "?"
+    kind = samples[0][0].kind if samples else "?"
     return AssetResult(name, kind, len(samples), seconds, alerts, opens)
 
 

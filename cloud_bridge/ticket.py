@@ -156,7 +156,7 @@ class Ticket:
                 "vulnerable_occupants": list(rec.vulnerable_occupants),
             },
             "asset_info": None if rec is None else {
-                "kind": rec.kind.value, "model": rec.model, "serial": rec.serial,
+                "kind": rec.kind, "model": rec.model, "serial": rec.serial,
                 "install_date": rec.install_date.isoformat(),
                 "warranty_until": rec.warranty_until.isoformat() if rec.warranty_until else None,
                 "service_history": [{"date": v.date.isoformat(), "work": v.work} for v in rec.service_history],
@@ -219,7 +219,7 @@ def map_alert(alert: AlertEvent, record: AssetRecord | None, *, now: datetime, c
     language: Language = (record.language if record and record.language else None) or ctx.default_language
     fault = ctx.fault_actions.for_code(alert.probable_fault.code)
     fault_en = fault.name_in("en")
-    kind_words = _KIND_WORDS[alert.kind.value]
+    kind_words = _KIND_WORDS[alert.kind]
     equipment_en = f"{record.model} {kind_words['en']}" if record else kind_words["en"]
     # The promise runs from detection; a reopen ("fix not confirmed") starts a new one.
     promise_from = (alert.emitted_at or alert.last_seen) if action is TicketAction.REOPEN else alert.first_seen

@@ -134,7 +134,7 @@ def assess(alert: AlertEvent, asset: AssetRecord | None, *, now: datetime, calen
             points += 1
             reasons.append(f"may fail within {ttf.p10 / 24:.1f} days (pessimistic estimate)")
     outdoor = _outdoor_temp_c(alert)
-    if alert.kind is AssetKind.HEAT_PUMP and outdoor is not None and outdoor <= COLD_OUTDOOR_C:
+    if alert.kind == AssetKind.HEAT_PUMP and outdoor is not None and outdoor <= COLD_OUTDOOR_C:
         points += 1
         reasons.append(f"outdoor {outdoor:.0f} °C")
     off_day = _off_day_ahead(now, calendar)

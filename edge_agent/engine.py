@@ -45,7 +45,7 @@ from pdm_common.logs import get_logger
 __all__ = ["MODEL_NAME", "MODEL_VERSION", "DetectionEngine"]
 
 MODEL_NAME = "regime-rls-ewma"
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 """Bump when the detector's state layout or scoring changes: old checkpoints then re-warm."""
 
 MACHINE = "machine"
@@ -67,6 +67,8 @@ _MAJOR_P50_H = 72.0
 _MAJOR_SCORE = 3.0
 
 _log = get_logger(__name__)
+
+BUILTIN_KINDS = frozenset(k.value for k in AssetKind)
 
 
 @dataclass
@@ -161,7 +163,7 @@ class DetectionEngine:
                 if track is None and status is SensorStatus.OK:
                     continue
                 if track is None:
-                    track = a.sensors[metric] = AlertTrack(a.asset, self._policy, scope=metric)
+                    track = a.sensors[metric] = AlertTrack(f"{a.site}:{a.asset}", self._policy, scope=metric)
                 bad = status is not SensorStatus.OK
                 emits = track.step(anomalous=bad, healthy=not bad, now=now, summary=self._sensor_summary(metric))
                 out += self._events(a, metric, track, emits, now)
@@ -230,15 +232,21 @@ class DetectionEngine:
         a = self._assets.get(key)
         if a is not None:
             return a
+        if tel.kind not in BUILTIN_KINDS:
+            # Until a profile registry exists, a kind without a profile is refused, never scored as another.
+            _log.warning("asset.unknown_kind", site=tel.site, asset=tel.asset, kind=tel.kind,
+                         action="use kind heat_pump or pump")
+            return None
         if len(self._assets) >= self.settings.max_assets:
             self._ignored_assets += 1
             _log.warning("asset.over_limit", site=tel.site, asset=tel.asset, max_assets=self.settings.max_assets,
                          ignored=self._ignored_assets, action="raise [detection] max_assets or split the gateway")
             return None
-        a = _Asset(tel.site, tel.asset, tel.kind, AssetDetector(tel.kind, self.settings),
-                   AlertTrack(tel.asset, self._policy))
+        kind = AssetKind(tel.kind)
+        a = _Asset(tel.site, tel.asset, kind, AssetDetector(kind, self.settings),
+                   AlertTrack(f"{tel.site}:{tel.asset}", self._policy))
         self._assets[key] = a
-        _log.info("asset.new", site=tel.site, asset=tel.asset, kind=tel.kind.value)
+        _log.info("asset.new", site=tel.site, asset=tel.asset, kind=tel.kind)
         return a
 
     def _finding(self, a: _Asset) -> Finding:

@@ -131,13 +131,13 @@ class FailureCriterion:
         return value >= self.threshold if self.direction == "above" else value <= self.threshold
 
 
-def is_operating(kind: AssetKind, metrics: Mapping[str, float | bool | None]) -> bool:
+def is_operating(kind: str, metrics: Mapping[str, float | bool | None]) -> bool:
     """True when the asset is in its productive state, where failure criteria apply.
 
     Heat pump: compressor running (``compressor_hz`` > 0) and not defrosting.
     Pump: ``running`` flag true, or, without the flag, shaft speed above 100 rpm.
     """
-    if kind is AssetKind.HEAT_PUMP:
+    if kind == AssetKind.HEAT_PUMP:
         hz = metrics.get("compressor_hz")
         compressor_on = isinstance(hz, float | int) and not isinstance(hz, bool) and hz > 0
         return compressor_on and metrics.get("defrost") is not True

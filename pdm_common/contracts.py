@@ -19,6 +19,7 @@ import base64
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -35,11 +36,15 @@ from pydantic import (
 )
 
 from pdm_common.errors import ContractError
+from pdm_common.signing import ReplayGuard, SignatureError, canonical_json, sign, verify_fresh
 
 __all__ = [
+    "KIND_PATTERN",
     "MAX_ALERT_BYTES",
     "MAX_COMMAND_BYTES",
+    "MAX_EVENT_SEQ",
     "MAX_METRICS",
+    "MAX_METRIC_ABS",
     "MAX_TELEMETRY_BYTES",
     "NAME_PATTERN",
     "AgentInfo",
@@ -47,6 +52,7 @@ __all__ = [
     "AlertStatus",
     "AssetKind",
     "AssetState",
+    "Auth",
     "Command",
     "CommandName",
     "Contributor",
@@ -66,6 +72,7 @@ __all__ = [
     "format_ts",
     "is_valid_name",
     "parse_ts",
+    "site_of_alert_id",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -74,8 +81,12 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 """Metric names are snake_case with a unit suffix (``flow_temp_c``); lower case keeps them canonical."""
 
+KIND_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+"""A machine profile's name (``heat_pump``, ``pump`` or a vendor's own, DESIGN.md §9)."""
+
 ALERT_ID_PATTERN = r"^[A-Za-z0-9_.:+-]{1,200}$"
-"""``{asset}:{iso-ts}:{fault}``; colons and dots come from the timestamp."""
+"""``{site}:{asset}:{iso-ts}:{fault}[:{metric}]``; site and asset hold no colon (NAME_PATTERN), so the
+first two fields name the owner unambiguously (DESIGN.md §2, "who may speak for what")."""
 
 MAX_TELEMETRY_BYTES = 16 * 1024
 """A full heat-pump sample is ~400 bytes; 16 KiB leaves room for 256 metrics and refuses floods."""
@@ -92,18 +103,37 @@ MAX_SERIES_POINTS = 720
 
 _EPOCH_MS_MIN = 946_684_800_000  # 2000-01-01: older stamps are a broken clock, not data.
 _EPOCH_MS_MAX = 4_102_444_800_000  # 2100-01-01.
+_EPOCH_S_MIN, _EPOCH_S_MAX = _EPOCH_MS_MIN // 1000, _EPOCH_MS_MAX // 1000
+
+MAX_METRIC_ABS = 1e12
+"""Largest magnitude of a metric value. An energy counter of a 10 MW plant over a century in kWh is
+about 1e10; anything beyond 1e12 is a broken encoder, and bounding it keeps every sum, square and
+float conversion downstream finite (a 400-digit integer overflowed ``float()``)."""
+
+MAX_EVENT_SEQ = 2**31 - 1
+"""Largest ``event_seq``: fits a 32-bit signed column in every store (SQLite, PostgreSQL ``integer``).
+An alert emits a handful of events a day; two billion is beyond any alert's life."""
+
+MAX_MAGNITUDE = 1e12
+"""Bound of derived numbers on the wire (scores, deviations, expectations, hours)."""
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 MetricName = Annotated[str, StringConstraints(pattern=METRIC_PATTERN)]
 AlertId = Annotated[str, StringConstraints(pattern=ALERT_ID_PATTERN)]
 FaultCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+Finite = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+KindName = Annotated[str, StringConstraints(pattern=KIND_PATTERN)]
+EpochMs = Annotated[int, Field(ge=_EPOCH_MS_MIN, le=_EPOCH_MS_MAX)]
+EpochS = Annotated[int, Field(ge=_EPOCH_S_MIN, le=_EPOCH_S_MAX, strict=True)]
+MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:+-]{1,128}$")]
 ShortText = Annotated[str, StringConstraints(max_length=500)]
 
 
 class AssetKind(StrEnum):
-    """Kinds of asset the detector has signatures for."""
+    """The built-in machine profiles. The wire carries any :data:`KindName`; a vendor's own kind is
+    declared in configuration (DESIGN.md §9), so a field typed ``KindName`` is never limited to these."""
 
     HEAT_PUMP = "heat_pump"
     PUMP = "pump"
@@ -202,6 +232,8 @@ def parse_ts(value: object) -> datetime:
             raise ValueError(f"timestamp {value!r} is not ISO-8601") from None
         if parsed.tzinfo is None:
             raise ValueError("timestamp has no time zone; send UTC with a trailing Z")
+        if not _EPOCH_S_MIN <= parsed.timestamp() <= _EPOCH_S_MAX:
+            raise ValueError(f"timestamp {value!r} outside 2000..2100; is the clock wrong?")
         return parsed.astimezone(UTC)
     raise ValueError("timestamp must be ISO-8601 text or epoch milliseconds")
 
@@ -302,7 +334,7 @@ class Telemetry(_Timestamped):
     asset: Name
     ts: datetime
     seq: Annotated[int, Field(ge=0, le=2**63 - 1, strict=True)]
-    kind: AssetKind
+    kind: KindName
     metrics: dict[MetricName, MetricValue] = Field(min_length=1, max_length=MAX_METRICS)
 
     @field_validator("metrics", mode="before")
@@ -315,10 +347,12 @@ class Telemetry(_Timestamped):
             if v is None or isinstance(v, bool):
                 clean[name] = v
             elif isinstance(v, int | float):
-                f = float(v)
-                if not math.isfinite(f):
+                # Compare before converting: float() of a huge integer raises OverflowError.
+                if isinstance(v, float) and not math.isfinite(v):
                     raise ValueError(f"metric {name!r} is not finite")
-                clean[name] = f
+                if not -MAX_METRIC_ABS <= v <= MAX_METRIC_ABS:
+                    raise ValueError(f"metric {name!r} magnitude beyond {MAX_METRIC_ABS:g}")
+                clean[name] = float(v)
             else:
                 raise ValueError(f"metric {name!r} must be a number, boolean or null, got {type(v).__name__}")
         return clean
@@ -380,8 +414,8 @@ class Contributor(_Wire):
 class TimeToFailure(_Wire):
     """Hours until the failure criterion is crossed at the current trend; p10 is the pessimistic end."""
 
-    p50: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    p10: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    p50: Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+    p10: Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
     criterion: ShortText | None = None
 
     @model_validator(mode="after")
@@ -403,7 +437,7 @@ class ModelInfo(_Wire):
 
     name: Annotated[str, StringConstraints(max_length=64)]
     version: Annotated[str, StringConstraints(max_length=64)]
-    samples_seen: Annotated[int, Field(ge=0)]
+    samples_seen: Count
 
 
 class AgentInfo(_Wire):
@@ -418,24 +452,94 @@ class MetricSeries(_Timestamped):
 
     metric: MetricName
     expected: Finite | None = None
-    points: list[tuple[int, Finite]] = Field(max_length=MAX_SERIES_POINTS)
+    points: list[tuple[EpochMs, Finite]] = Field(max_length=MAX_SERIES_POINTS)
 
 
-class AlertEvent(_Timestamped):
+class Auth(_Wire):
+    """The Standard Webhooks signature of an MQTT payload (:mod:`pdm_common.signing`).
+
+    ``key_id`` names the key (a gateway's own, or a command sender's); ``msg_id`` and ``ts``
+    (epoch seconds) are signed with the payload's canonical JSON without ``auth``.
+    """
+
+    key_id: Name
+    msg_id: MessageId
+    ts: EpochS
+    sig: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class _Signable(_Timestamped):
+    """A payload that may carry an :class:`Auth` signature."""
+
+    auth: Auth | None = None
+
+    def signed_body(self) -> bytes:
+        """The bytes the signature covers: the canonical JSON of the payload without ``auth``.
+
+        Computed from the parsed model, so whitespace, key order and equivalent timestamp spellings
+        on the wire do not matter; what is signed is what the receiver acts on.
+        """
+        return canonical_json(json.loads(self.model_copy(update={"auth": None}).to_json()))
+
+    def signed(self, *, key_id: str, secret: str, msg_id: str, now_s: int) -> Self:
+        """A copy carrying a signature under ``secret`` (named ``key_id``), made at ``now_s``."""
+        sig = sign(secret, msg_id, now_s, self.signed_body())
+        return self.model_copy(update={"auth": Auth(key_id=key_id, msg_id=msg_id, ts=now_s, sig=sig)})
+
+    def verify_auth(
+        self,
+        keys: Mapping[str, str | list[str]],
+        *,
+        now_s: float,
+        tolerance_s: float | None,
+        replay: ReplayGuard | None = None,
+    ) -> str:
+        """Check the signature against the key its ``key_id`` names; return that ``key_id``.
+
+        Raises:
+            SignatureError: ``missing`` (no ``auth``), ``unknown_key``, ``mismatch``, ``stale``,
+                ``replayed`` or ``malformed``.
+        """
+        if self.auth is None:
+            raise SignatureError("missing", "payload carries no auth signature")
+        secret = keys.get(self.auth.key_id)
+        if secret is None:
+            raise SignatureError("unknown_key", f"no key configured for key_id {self.auth.key_id!r}")
+        verify_fresh(secret, self.auth.msg_id, self.auth.ts, self.signed_body(), self.auth.sig,
+                     now_s=now_s, tolerance_s=tolerance_s, replay=replay)
+        return self.auth.key_id
+
+
+def site_of_alert_id(alert_id: str) -> tuple[str, str] | None:
+    """The ``(site, asset)`` an alert id names, or None when it names none.
+
+    >>> site_of_alert_id("oslo-north:hp-0042:2026-01-14T03:10:00Z:refrigerant_leak")
+    ('oslo-north', 'hp-0042')
+    """
+    site, _, rest = alert_id.partition(":")
+    asset, _, tail = rest.partition(":")
+    if not tail or not is_valid_name(site) or not is_valid_name(asset):
+        return None
+    return site, asset
+
+
+class AlertEvent(_Signable):
     """One event in the life of an alert (topic ``{prefix}/{site}/{asset}/alert``, QoS 1).
 
-    ``alert_id`` is stable for the alert's life and is the dedup key downstream. ``event_seq`` rises
-    by one per event; consumers drop events at or below the last seq they applied.
+    ``alert_id`` is stable for the alert's life and is the dedup key downstream; it begins with
+    ``{site}:{asset}:``, and a payload whose ``site``/``asset`` disagree with it is refused. ``event_seq``
+    rises by one per event; consumers drop events at or below the last seq they applied. ``auth``, when
+    present, is the gateway's signature (:class:`Auth`).
     """
 
     alert_id: AlertId
     event: EventType
-    event_seq: Annotated[int, Field(ge=1)]
+    event_seq: Annotated[int, Field(ge=1, le=MAX_EVENT_SEQ)]
     site: Name
     asset: Name
-    kind: AssetKind
+    kind: KindName
     severity: Severity
-    score: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    score: Annotated[float, Field(ge=0, le=MAX_MAGNITUDE, allow_inf_nan=False)]
     first_seen: datetime
     last_seen: datetime
     emitted_at: datetime | None = None
@@ -456,6 +560,8 @@ class AlertEvent(_Timestamped):
             raise ValueError("last_seen is before first_seen")
         if self.event is EventType.OPENED and self.event_seq != 1:
             raise ValueError("an opened event must have event_seq 1")
+        if site_of_alert_id(self.alert_id) != (self.site, self.asset):
+            raise ValueError(f"alert_id must begin with '{self.site}:{self.asset}:' (the alert's own site and asset)")
         return self
 
     @property
@@ -469,17 +575,21 @@ class AssetState(_Timestamped):
 
     site: Name
     asset: Name
-    kind: AssetKind
+    kind: KindName
     ts: datetime
     health_score: Unit
     open_alerts: list[AlertId] = Field(default_factory=list, max_length=64)
     warmup_progress: Unit
-    samples_seen: Annotated[int, Field(ge=0)]
+    samples_seen: Count
     sensor_health: list[SensorHealth] = Field(default_factory=list, max_length=MAX_METRICS)
 
 
-class Command(_Timestamped):
-    """An instruction to the agent for one asset (topic ``{prefix}/{site}/{asset}/cmd``)."""
+class Command(_Signable):
+    """An instruction to the agent for one asset (topic ``{prefix}/{site}/{asset}/cmd``).
+
+    ``issued_by`` names the person or system behind it (audited by the agent); ``auth`` is the
+    sender's signature (:class:`Auth`), checked against the agent's configured command keys.
+    """
 
     command: CommandName
     ts: datetime | None = None

@@ -78,7 +78,8 @@ class AlertTrack:
     """The lifecycle of the alerts of one concern (machine, or one sensor) of one asset.
 
     Args:
-        asset: asset name, the first part of every ``alert_id``.
+        owner: ``{site}:{asset}``, the first part of every ``alert_id`` (so the id names its owner,
+            and the bridge can refuse an event whose site disagrees with it).
         policy: debounce and timing.
         scope: what the track watches when it is not the whole machine (a sensor's metric); it ends
             the ``alert_id``, so two sensors failing in the same second keep distinct alerts.
@@ -86,8 +87,8 @@ class AlertTrack:
 
     scope: str | None = None  # class default: tracks pickled before scopes existed load as machine tracks
 
-    def __init__(self, asset: str, policy: TrackPolicy, *, scope: str | None = None) -> None:
-        self.asset = asset
+    def __init__(self, owner: str, policy: TrackPolicy, *, scope: str | None = None) -> None:
+        self.owner = owner
         self.scope = scope
         self.policy = policy
         self.phase = Phase.NORMAL
@@ -159,7 +160,7 @@ class AlertTrack:
     def _open(self, now: datetime, s: Summary) -> Emit:
         first = self.first_seen or now
         self.phase = Phase.OPEN
-        self.alert_id = f"{self.asset}:{first.strftime('%Y-%m-%dT%H:%M:%SZ')}:{s.fault}"
+        self.alert_id = f"{self.owner}:{first.strftime('%Y-%m-%dT%H:%M:%SZ')}:{s.fault}"
         if self.scope is not None:
             self.alert_id += f":{self.scope}"
         self.first_seen, self.last_seen = first, now

@@ -98,7 +98,7 @@ class FleetRun:
                         "asset": s.ref.name,
                         "ts": ts[i],
                         "seq": lo + i,
-                        "kind": s.ref.kind.value,
+                        "kind": str(s.ref.kind),
                         "metrics": {name: col[i] for name, col in zip(names, cols, strict=True)},
                     }
 

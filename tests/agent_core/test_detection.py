@@ -55,7 +55,7 @@ def test_refrigerant_leak_is_alerted_explained_and_estimated(engine: DetectionEn
     assert opened.event is EventType.OPENED and opened.event_seq == 1
     assert opened.probable_fault.code == "refrigerant_leak"
     assert not opened.is_sensor_fault
-    assert opened.alert_id.startswith("hp-0001:") and opened.alert_id.endswith(":refrigerant_leak")
+    assert opened.alert_id.startswith("site-a:hp-0001:") and opened.alert_id.endswith(":refrigerant_leak")
     metrics = {c.metric for c in opened.contributors}
     assert "discharge_temp_c" in metrics
     assert all(c.expected is not None for c in opened.contributors)

@@ -19,10 +19,16 @@ SLA_HOURS = {"P1": 4.0, "P2": 8.0, "P3": 24.0, "P4": 72.0}
 
 
 def alert(seq: int = 1, *, alert_id: str = "hp-0042:2026-01-14T03:10:00Z:refrigerant_leak", **over: Any) -> AlertEvent:
-    """A refrigerant-leak alert event; ``over`` replaces any field."""
+    """A refrigerant-leak alert event; ``over`` replaces any field.
+
+    ``alert_id`` is given without its site (``{asset}:{first_seen}:{fault}``): the event's site is put
+    in front, as the agent does, and the asset is the id's first part unless ``asset`` is given.
+    """
     event = "opened" if seq == 1 else "updated"
+    site = over.pop("site", "oslo-north")
     base: dict[str, Any] = {
-        "alert_id": alert_id, "event": event, "event_seq": seq, "site": "oslo-north", "asset": "hp-0042",
+        "alert_id": f"{site}:{alert_id}", "event": event, "event_seq": seq, "site": site,
+        "asset": alert_id.split(":", maxsplit=1)[0],
         "kind": "heat_pump", "severity": "major", "score": 0.97,
         "first_seen": FIRST_SEEN, "last_seen": FIRST_SEEN + timedelta(minutes=10 * seq),
         "probable_fault": {"code": "refrigerant_leak", "confidence": 0.72,

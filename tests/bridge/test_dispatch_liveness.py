@@ -66,9 +66,9 @@ def test_dispatch_probe_goes_stale_while_the_loop_is_stuck_and_recovers(
         blocker.execute("ROLLBACK")
         blocker.close()
     assert _wait(watchdog.beat), "the lease returned and the loop stamped again"
-    alert_id = "hp-0042:dispatch-stuck:refrigerant_leak"
-    app.consumer.accept(alert(1, alert_id=alert_id))
-    assert _wait(lambda: _ticket_for(desk_sim, alert_id)), "the loop still delivers"
+    event = alert(1, alert_id="hp-0042:dispatch-stuck:refrigerant_leak")
+    app.consumer.accept(event)
+    assert _wait(lambda: _ticket_for(desk_sim, event.alert_id)), "the loop still delivers"
 
 
 def test_unexpected_error_in_the_loop_is_logged_goes_stale_and_the_loop_survives(
@@ -92,6 +92,6 @@ def test_unexpected_error_in_the_loop_is_logged_goes_stale_and_the_loop_survives
         assert "exc_info" in failed, "the traceback is logged"
     finally:
         db.close()
-    alert_id = "hp-0042:dispatch-failed:refrigerant_leak"
-    app.consumer.accept(alert(1, alert_id=alert_id))
-    assert _wait(lambda: _ticket_for(desk_sim, alert_id)), "the same thread delivers after the error"
+    event = alert(1, alert_id="hp-0042:dispatch-failed:refrigerant_leak")
+    app.consumer.accept(event)
+    assert _wait(lambda: _ticket_for(desk_sim, event.alert_id)), "the same thread delivers after the error"

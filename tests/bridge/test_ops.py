@@ -112,7 +112,7 @@ def _deliver(pub: Publisher, desk_sim: DeskSimulator, alert_id: str) -> dict[str
     topic = f"pdm/v1/{event.site}/{event.asset}/alert"
 
     def ticket() -> dict[str, Any] | None:
-        return next((t for t in desk_sim.tickets("webhook") if t["dedup_key"] == alert_id), None)
+        return next((t for t in desk_sim.tickets("webhook") if t["dedup_key"] == event.alert_id), None)
 
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:

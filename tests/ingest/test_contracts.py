@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pdm_common.contracts import (
+    MAX_EVENT_SEQ,
     MAX_TELEMETRY_BYTES,
     AlertEvent,
     Command,
@@ -17,8 +19,10 @@ from pdm_common.contracts import (
     Telemetry,
     format_ts,
     parse_ts,
+    site_of_alert_id,
 )
 from pdm_common.errors import ContractError
+from pdm_common.signing import ReplayGuard, SignatureError
 
 GOOD = {
     "ts": "2026-01-16T18:02:11.250Z",
@@ -55,7 +59,11 @@ def test_epoch_ms_and_offsets_normalise_to_utc() -> None:
         ({"ts": True}, "invalid_field", "ts"),
         ({"seq": -1}, "invalid_field", "seq"),
         ({"seq": "5"}, "invalid_field", "seq"),
-        ({"kind": "toaster"}, "invalid_field", "kind"),
+        ({"kind": "Toaster Oven"}, "invalid_field", "kind"),
+        ({"metrics": {"flow_temp_c": 10**400}}, "invalid_field", "metrics"),
+        ({"metrics": {"flow_temp_c": -2e12}}, "invalid_field", "metrics"),
+        ({"ts": "1970-01-01T00:00:00Z"}, "invalid_field", "ts"),
+        ({"ts": "2999-01-01T00:00:00Z"}, "invalid_field", "ts"),
         ({"metrics": {}}, "invalid_field", "metrics"),
         ({"metrics": {"Flow Temp": 1.0}}, "invalid_field", "metrics"),
         ({"metrics": {"flow_temp_c": "41"}}, "invalid_field", "metrics"),
@@ -103,7 +111,7 @@ def test_snooze_needs_until() -> None:
 
 def test_alert_event_contract() -> None:
     raw = {
-        "alert_id": "hp-0042:2026-01-14T03:10:00Z:refrigerant_leak",
+        "alert_id": "oslo-north:hp-0042:2026-01-14T03:10:00Z:refrigerant_leak",
         "event": "opened",
         "event_seq": 1,
         "site": "oslo-north",
@@ -132,6 +140,75 @@ def test_alert_event_contract() -> None:
     with pytest.raises(ContractError):
         AlertEvent.from_json(json.dumps({**raw, "time_to_failure_h": {"p50": 10, "p10": 40}}).encode(),
                              max_bytes=65536)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "why"),
+    [
+        ({"event": "updated", "event_seq": 9223372036854775808}, "event_seq beyond any store's integer"),
+        ({"event": "updated", "event_seq": MAX_EVENT_SEQ + 1}, "event_seq beyond a 32-bit column"),
+        ({"site": "bergen-1"}, "payload site disagrees with the alert_id"),
+        ({"asset": "hp-0043"}, "payload asset disagrees with the alert_id"),
+        ({"alert_id": "hp-0042:2026-01-14T03:10:00Z:refrigerant_leak"}, "alert_id without its site"),
+        ({"score": 1e300}, "unbounded score"),
+        ({"kind": "Heat Pump"}, "kind is not a profile name"),
+    ],
+)
+def test_alert_event_bounds_and_ownership(mutation: dict[str, object], why: str) -> None:
+    raw = json.loads(_alert_payload())
+    with pytest.raises(ContractError):
+        AlertEvent.from_json(json.dumps({**raw, **mutation}).encode(), max_bytes=65536)
+
+
+def test_a_vendor_kind_is_a_valid_kind() -> None:
+    tel = _tel({**GOOD, "kind": "chiller_x200"})
+    assert tel.kind == "chiller_x200"
+    assert site_of_alert_id("bad:id") is None
+
+
+def _alert_payload() -> bytes:
+    return json.dumps({
+        "alert_id": "oslo-north:hp-0042:2026-01-14T03:10:00Z:refrigerant_leak", "event": "opened",
+        "event_seq": 1, "site": "oslo-north", "asset": "hp-0042", "kind": "heat_pump", "severity": "major",
+        "score": 0.97, "first_seen": "2026-01-14T03:10:00Z", "last_seen": "2026-01-14T05:10:00Z",
+        "probable_fault": {"code": "refrigerant_leak", "confidence": 0.72},
+        "model": {"name": "m", "version": "1", "samples_seen": 1}, "agent": {"gateway": "gw-17", "version": "0.3.0"},
+    }).encode()
+
+
+def test_signed_payload_verifies_and_any_change_breaks_it() -> None:
+    key = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    event = AlertEvent.from_json(_alert_payload(), max_bytes=65536)
+    signed = event.signed(key_id="gw-17", secret=key, msg_id="m-1", now_s=1_768_000_000)
+    wire = AlertEvent.from_json(signed.to_json(), max_bytes=65536)
+    assert wire.verify_auth({"gw-17": key}, now_s=1_768_000_000, tolerance_s=None) == "gw-17"
+    # Re-spelled on the wire (spaces, key order, epoch-ms timestamps): what is signed is the content.
+    raw = json.loads(signed.to_json())
+    raw["first_seen"] = int(event.first_seen.timestamp() * 1000)
+    respelled = AlertEvent.from_json(json.dumps(dict(reversed(raw.items())), indent=2).encode(), max_bytes=65536)
+    assert respelled.verify_auth({"gw-17": key}, now_s=1_768_000_000, tolerance_s=None) == "gw-17"
+    tampered = wire.model_copy(update={"score": 0.5})
+    cases: list[tuple[AlertEvent, dict[str, str], str]] = [
+        (tampered, {"gw-17": key}, "mismatch"),
+        (event, {"gw-17": key}, "missing"),
+        (wire, {"gw-18": key}, "unknown_key"),
+        (wire, {"gw-17": "whsec_" + base64.b64encode(b"x" * 32).decode()}, "mismatch"),
+    ]
+    for candidate, keys, reason in cases:
+        with pytest.raises(SignatureError) as info:
+            candidate.verify_auth(keys, now_s=1_768_000_000, tolerance_s=None)
+        assert info.value.reason == reason
+
+
+def test_signed_command_is_fresh_once() -> None:
+    cmd = Command.from_json(b'{"command": "serviced", "issued_by": "desk:zendesk"}', max_bytes=4096)
+    signed = cmd.signed(key_id="bridge", secret="passphrase", msg_id="c-1", now_s=1_768_000_000)
+    guard = ReplayGuard()
+    assert signed.verify_auth({"bridge": "passphrase"}, now_s=1_768_000_100, tolerance_s=300, replay=guard)
+    for now_s, reason in [(1_768_000_100, "replayed"), (1_768_000_400, "stale")]:
+        with pytest.raises(SignatureError) as info:
+            signed.verify_auth({"bridge": "passphrase"}, now_s=now_s, tolerance_s=300, replay=guard)
+        assert info.value.reason == reason
 
 
 def test_dead_letter_keeps_binary_payload_as_base64() -> None:
