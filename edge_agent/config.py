@@ -36,7 +36,7 @@ class MetricsSettings(BaseModel):
 
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: str = Field("127.0.0.1", description="bind address; keep it on localhost unless a firewall guards it")
-    port: int = Field(9108, ge=1, le=65535, description="TCP port of the metrics endpoint")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port of the metrics endpoint; 0 picks a free one (tests)")
 
 
 class AgentSettings(ServiceSettings):
