@@ -1,11 +1,13 @@
 """Exceptions of the edge agent.
 
     EdgeAgentError
-    ├── CheckpointError    a model checkpoint cannot be written (retryable: disk full, permissions)
-    └── OutboxError        the durable outbox failed (retryable: locked/busy; permanent: corrupt file)
+    ├── CheckpointError    the checkpoint store cannot be opened or written (disk full, permissions, a
+    │                      file where its directory should be); the agent runs on and retries
+    └── OutboxError        reserved: the outbox reports disk problems through ``Outbox.health`` and
+                           keeps events in memory instead of raising
 
-A checkpoint that cannot be *read* is not an error: :func:`edge_agent.checkpoint.load` logs it and
-returns ``None`` so the assets re-warm instead of the agent crash-looping.
+An asset checkpoint that cannot be *read* is not an error either: that asset re-warms
+(:class:`edge_agent.checkpoint.CheckpointRefused`, logged), the agent starts.
 """
 
 from __future__ import annotations
