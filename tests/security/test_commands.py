@@ -62,10 +62,11 @@ def _gate(**kw: object) -> CommandGate:
 
 
 def _cmd(msg_id: str = "m-1", *, key: str = DESK_KEY, key_id: str = "bridge", ts: float = WALL_S,
-         sign: bool = True, **fields: object) -> CommandReceived:
+         sign: bool = True, fields: dict[str, object] | None = None, **more: str) -> CommandReceived:
     body: dict[str, object] = {"command": "snooze", "until": format_ts(NOW + timedelta(hours=6)),
                                "issued_by": "desk:zendesk:agent-4711"}
-    body.update(fields)
+    body.update(fields or {})
+    body.update(more)
     cmd = Command.model_validate(body)
     if sign:
         cmd = cmd.signed(key_id=key_id, secret=key, msg_id=msg_id, now_s=int(ts))
@@ -154,7 +155,7 @@ def test_unsigned_commands_only_where_the_operator_said_so(leaking: tuple[bytes,
 )
 def test_snooze_is_bounded(leaking: tuple[bytes, AlertEvent], fields: dict[str, object], reason: str) -> None:
     engine = _engine(leaking)
-    result = _gate().apply(_cmd(**fields), engine, now=NOW, wall_s=WALL_S)
+    result = _gate().apply(_cmd(fields=fields), engine, now=NOW, wall_s=WALL_S)
     assert result.rejected is not None and result.rejected.letter.reason == reason
     assert engine.asset_states()[0].commands[-1].reason == reason
 
@@ -221,17 +222,16 @@ def test_alerts_are_signed_with_the_gateway_key(leaking: tuple[bytes, AlertEvent
 def test_key_files_are_read_at_start_and_missing_ones_named(tmp_path: Path) -> None:
     key = tmp_path / "bridge.key"
     key.write_text(DESK_KEY + "\n")
-    settings = AgentSettings(gateway="gw-17", commands={"keys": {"bridge": key}},
-                             signing={"secret_file": key})  # type: ignore[arg-type]
+    settings = AgentSettings(gateway="gw-17", commands={"keys": {"bridge": key}}, signing={"secret_file": key})
     assert command_gate(settings).require_signature
     signer = alert_signer(settings)
     assert signer is not None and signer.key_id == "gw-17"
-    missing = AgentSettings(commands={"keys": {"bridge": tmp_path / "nope.key"}})  # type: ignore[arg-type]
+    missing = AgentSettings(commands={"keys": {"bridge": tmp_path / "nope.key"}})
     with pytest.raises(ConfigError, match=r"commands\.keys\.bridge") as err:
         command_gate(missing)
     assert "nope.key" in str(err.value)
     empty = tmp_path / "empty.key"
     empty.write_text("\n")
     with pytest.raises(ConfigError, match=r"signing\.secret_file"):
-        alert_signer(AgentSettings(signing={"secret_file": empty}))  # type: ignore[arg-type]
+        alert_signer(AgentSettings(signing={"secret_file": empty}))
     assert alert_signer(AgentSettings()) is None
