@@ -330,6 +330,7 @@ class Keys:
 
     directory: Path
     gateway: str = field(default_factory=new_secret)
+    gateway_b: str = field(default_factory=new_secret)
     commands: str = field(default_factory=new_secret)
     webhook: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
@@ -339,7 +340,7 @@ class Keys:
 
     def all(self) -> list[str]:
         """Every secret, for the no-secret-in-output scans."""
-        return [self.gateway, self.commands, self.webhook]
+        return [self.gateway, self.gateway_b, self.commands, self.webhook]
 
 
 def agent_config(workdir: Path, broker: ShippedBroker, keys: Keys, *, gateway: str = GATEWAY, site: str = SITE,
@@ -377,10 +378,29 @@ def bridge_config(workdir: Path, broker: ShippedBroker, keys: Keys, desk_url: st
         "delivery": {"workers": 4, "poll_s": 0.05},
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": port},
     }
+    cfg.update(_gateway_tables(keys))
     cfg.update(over)
     path = workdir / "bridge.toml"
     path.write_text(dump_toml(cfg), encoding="utf-8")
     return path, port
+
+
+GATEWAY_SITES = {"gw-17": ("oslo-north", "gateway"), "gw-18": ("bergen-1", "gateway_b")}
+"""The shipped ACL's gateways, their sites, and which :class:`Keys` secret each signs alerts with."""
+
+
+def _gateway_tables(keys: Keys) -> dict[str, Any]:
+    """The bridge's ``[gateways.<gateway>]`` site and secret tables, once the bridge has them.
+
+    The bridge settings gain them with site ownership (bridge lane, issue #14.1); until then a config
+    naming them would be refused as unknown keys, so they are written only where the field exists.
+    """
+    from cloud_bridge.config import BridgeSettings
+
+    if "gateways" not in BridgeSettings.model_fields:
+        return {}
+    return {"gateways": {gw: {"site": site, "secret_file": str(keys.file(name))}
+                         for gw, (site, name) in GATEWAY_SITES.items()}}
 
 
 # --- MQTT clients -------------------------------------------------------------------------------
