@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_agent import checkpoint
+from edge_agent import checkpoint, keyfiles
+from edge_agent.commands import sign_alert
 from edge_agent.config import AgentSettings
 from edge_agent.doctor import health
 from edge_agent.engine import DetectionEngine
@@ -107,6 +108,8 @@ class EdgeAgent:
         self._metrics_server: MetricsServer | None = None
         self.metrics_url: str | None = None
         """Where the metrics endpoint is (or was) served; with ``port = 0`` the port is picked at start."""
+        self.commands = keyfiles.command_gate(settings)
+        self.signer = keyfiles.alert_signer(settings)
 
         state_dir = settings.state_dir
         (state_dir / CHECKPOINT_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -308,8 +311,13 @@ class EdgeAgent:
             return []
         if isinstance(result, CommandReceived):
             m.received.labels(channel="cmd").inc()
-            m.valid.labels(channel="cmd").inc()
-            return self.engine.command(result.site, result.asset, result.command, self.now())
+            gated = self.commands.apply(result, self.engine, now=self.now(), wall_s=self._clock().timestamp())
+            if gated.rejected is not None:
+                m.dead_lettered.labels(reason=gated.rejected.letter.reason).inc()
+                self._dead_letter(gated.rejected)
+            else:
+                m.valid.labels(channel="cmd").inc()
+            return gated.events
         tel = result.telemetry
         m.received.labels(channel="telemetry").inc()
         m.valid.labels(channel="telemetry").inc()
@@ -327,7 +335,8 @@ class EdgeAgent:
             if isinstance(ev, AlertEvent):
                 alerts = True
                 topic = self.topics.asset(ev.site, ev.asset, AssetChannel.ALERT)
-                entries.append(OutboxEntry(topic, ev.to_json(), 1, False, ev.event.value))
+                signed = sign_alert(ev, self.signer, int(self._clock().timestamp()))
+                entries.append(OutboxEntry(topic, signed.to_json(), 1, False, ev.event.value))
                 _log.info("alert.event", alert_id=ev.alert_id, alert_event=ev.event.value, event_seq=ev.event_seq,
                           severity=ev.severity.value, fault=ev.probable_fault.code)
             else:
