@@ -42,8 +42,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_agent import checkpoint
+from edge_agent import checkpoint, keyfiles
 from edge_agent.checkpoint import AssetKey, CheckpointRefused, CheckpointStore, CheckpointWriter
+from edge_agent.commands import sign_alert
 from edge_agent.config import AgentSettings
 from edge_agent.doctor import CHECKPOINT_DIR, CHECKPOINT_STORE, OUTBOX_FILE
 from edge_agent.doctor import health as local_checks
@@ -166,6 +167,8 @@ class EdgeAgent:
         self._metrics_server: MetricsServer | None = None
         self.metrics_url: str | None = None
         """Where the metrics endpoint is (or was) served; with ``port = 0`` the port is picked at start."""
+        self.commands = keyfiles.command_gate(settings)
+        self.signer = keyfiles.alert_signer(settings)
         m = self.metrics
         self._backpressure = _Condition(
             "backpressure", m, "the detector cannot keep up: intake is slowed (QoS 1) or QoS 0 samples are dropped; "
@@ -439,9 +442,14 @@ class EdgeAgent:
         try:
             if isinstance(result, CommandReceived):
                 m.command_received.inc()
-                m.command_valid.inc()
                 self._ensure_restored((result.site, result.asset))
-                return self.engine.command(result.site, result.asset, result.command, self.now())
+                gated = self.commands.apply(result, self.engine, now=self.now(), wall_s=self._clock().timestamp())
+                if gated.rejected is not None:
+                    m.ingest.dead_lettered.labels(reason=gated.rejected.letter.reason).inc()
+                    self._dead_letter(gated.rejected.topic, gated.rejected.letter)
+                else:
+                    m.command_valid.inc()
+                return gated.events
             tel = result.telemetry
             m.telemetry_received.inc()
             m.telemetry_valid.inc()
@@ -482,7 +490,8 @@ class EdgeAgent:
             if isinstance(ev, AlertEvent):
                 alerts = True
                 topic = self.topics.asset(ev.site, ev.asset, AssetChannel.ALERT)
-                entries.append(OutboxEntry(topic, ev.to_json(), 1, False, ev.event.value,
+                signed = sign_alert(ev, self.signer, int(self._clock().timestamp()))
+                entries.append(OutboxEntry(topic, signed.to_json(), 1, False, ev.event.value,
                                            AlertRef(ev.alert_id, ev.site, ev.asset, ev.event_seq)))
                 _log.info("alert.event", alert_id=ev.alert_id, alert_event=ev.event.value, event_seq=ev.event_seq,
                           severity=ev.severity.value, fault=ev.probable_fault.code)

@@ -3,8 +3,10 @@
     EdgeAgentError
     ├── CheckpointError    the checkpoint store cannot be opened or written (disk full, permissions, a
     │                      file where its directory should be); the agent runs on and retries
-    └── OutboxError        reserved: the outbox reports disk problems through ``Outbox.health`` and
-                           keeps events in memory instead of raising
+    └── CommandRefused     a command is not applied (unsigned, stale, unknown alert, snooze out of bounds)
+
+The outbox raises nothing for disk problems: it keeps events in memory and reports them through
+``Outbox.health`` (edge_agent/outbox.py).
 
 An asset checkpoint that cannot be *read* is not an error either: that asset re-warms
 (:class:`edge_agent.checkpoint.CheckpointRefused`, logged), the agent starts.
@@ -12,7 +14,7 @@ An asset checkpoint that cannot be *read* is not an error either: that asset re-
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "EdgeAgentError", "OutboxError"]
+__all__ = ["CheckpointError", "CommandRefused", "EdgeAgentError"]
 
 
 class EdgeAgentError(Exception):
@@ -20,8 +22,14 @@ class EdgeAgentError(Exception):
 
 
 class CheckpointError(EdgeAgentError):
-    """Writing a checkpoint failed; the previous checkpoint on disk is left intact."""
+    """The checkpoint store cannot be opened or written; what is on disk is left intact."""
 
 
-class OutboxError(EdgeAgentError):
-    """The SQLite outbox could not be opened, written or read (the sqlite3 error is chained)."""
+class CommandRefused(EdgeAgentError):
+    """A command the agent will not apply; ``reason`` is its dead-letter reason (docs/contracts.md)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
