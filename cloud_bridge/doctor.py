@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import pdm_common
 from cloud_bridge.app import mqtt_client_id
+from cloud_bridge.assets import parse_registry
 from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings, OutboxSettings
 from cloud_bridge.errors import RegistryError
-from cloud_bridge.fault_actions import load_fault_actions
-from cloud_bridge.registry import parse_registry
+from cloud_bridge.registry import load_fault_actions
 from pdm_common.doctor import (
     Check,
     CheckResult,

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+import httpx
+
 from pdm_common.logs import get_logger
 from simulators.desk.app import DeskApp, Plan
 from simulators.desk.auth import DeskCredentials
@@ -196,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
             request = SimRequest.from_target(self.command, self.path, dict(self.headers.items()), body)
             plan = self.server.app.dispatch(request, datetime.now(UTC))
             path = request.path
+            if request.path.startswith("/_sim/"):
+                deliver_outgoing(self.server.app)
         if plan.delay_s > 0 and self.server.stopping.wait(plan.delay_s):
             self.close_connection = True
             return
@@ -223,6 +227,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if response.body:
             self.wfile.write(response.body)
+
+
+OUTGOING_TIMEOUT_S = 5.0
+"""Bound on one outgoing webhook (PagerDuty v3) to its subscriber."""
+
+
+def deliver_outgoing(app: DeskApp) -> list[int | None]:
+    """POST the desks' queued outgoing webhooks; the status of each (None when unreachable)."""
+    statuses: list[int | None] = []
+    for url, body, headers in app.outgoing.take():
+        try:
+            statuses.append(httpx.post(url, content=body, headers=headers, timeout=OUTGOING_TIMEOUT_S).status_code)
+        except httpx.HTTPError as exc:
+            statuses.append(None)
+            _log.warning("desk_sim.webhook_failed", url=url, error=type(exc).__name__)
+    return statuses
 
 
 class DeskSimulator:
@@ -329,3 +349,19 @@ class DeskSimulator:
     def reset(self) -> None:
         """Forget everything received; faults and seed back to the start-up values."""
         self.app.reset()
+
+    def act(self, desk: Desk | str, ticket_id: str, action: str, *, actor: str = "agent-4711",
+            text: str | None = None, assignee: str | None = None) -> dict[str, Any]:
+        """A person acts in the desk (see ``/_sim/act``); PagerDuty's webhook is sent before this returns."""
+        result = self.app.act(Desk(desk), ticket_id, action, actor=actor, now=datetime.now(UTC), text=text,
+                              assignee=assignee)
+        result["webhooks"] = deliver_outgoing(self.app)
+        return result
+
+    def set_settings(self, *, search_lag_s: float | None = None, pagerduty_webhook_url: str | None = None) -> None:
+        """Jira's search lag and PagerDuty's webhook subscriber (see ``POST /_sim/settings``)."""
+        self.app.set_settings(search_lag_s=search_lag_s, pagerduty_webhook_url=pagerduty_webhook_url)
+
+    def add_record(self, table: str, fields: dict[str, str]) -> str:
+        """Add a ServiceNow record (``sys_user``, ``cmdb_ci``, ``cmn_location``); returns its sys_id."""
+        return self.app.add_record(table, fields)
