@@ -28,6 +28,7 @@ from cloud_bridge.metrics import BridgeMetrics, MeteredAdapter
 from cloud_bridge.outbox import Outbox, OutboxStats, open_postgres, open_sqlite
 from cloud_bridge.promises import SlaWarning, due_warnings
 from cloud_bridge.registry import RegistryFile, load_fault_actions
+from cloud_bridge.sync import DeskSync
 from cloud_bridge.ticket import AlertHistory, MappingContext, Ticket, case_reference, map_alert
 from cloud_bridge.urgency import CalendarPolicy
 from pdm_common.contracts import AlertEvent
@@ -143,6 +144,9 @@ class BridgeApp:
                         else topics.all_assets(AssetChannel.ALERT))
         self.mqtt = MqttClient(settings.mqtt, client_id=mqtt_client_id(settings), subscriptions=[(subscription, 1)],
                                on_message=self.consumer.handle)
+        self.sync = DeskSync(settings=settings, outbox=self.outbox, adapters=self.adapters,
+                             publish=self._publish, metrics=self.metrics,
+                             clock=clock)
         self.sla_warnings: list[SlaWarning] = []
         self._sla_tried: set[str] = set()
         self._stopping = threading.Event()
@@ -159,6 +163,10 @@ class BridgeApp:
                    action="the corrupt file was kept aside; what could be read is in the new outbox. Events not "
                    "salvaged are lost to the bridge: the agents' outboxes and the broker's session hold only what "
                    "was not yet acknowledged, so compare the desks with the alerts of the affected period")
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        """Publish a command with QoS 1 (raises MqttNotConnected while offline: sync retries)."""
+        self.mqtt.publish(topic, payload, qos=1)
 
     def to_ticket(self, alert: AlertEvent, history: AlertHistory | None = None) -> Ticket:
         """Map an alert onto a ticket with the current registry.
@@ -182,6 +190,7 @@ class BridgeApp:
         self._sla_thread = threading.Thread(target=self._sla_loop, name="bridge-sla", daemon=True)
         self._sla_thread.start()
         self.mqtt.start()
+        self.sync.start()
         self._started = True
 
     def stop(self) -> bool:
@@ -195,6 +204,7 @@ class BridgeApp:
             return True
         self._started = False
         self._stopping.set()
+        self.sync.stop()
         self.mqtt.stop()
         finished = self.dispatcher.stop(self.settings.delivery.shutdown_grace_s)
         if self._sla_thread is not None:

@@ -134,7 +134,7 @@ class SyncSettings(_Section):
     """Two-way sync: changes made in the desks flow back to the edge as signed commands."""
 
     enabled: bool = Field(True, description="poll the desks and send commands; needs [commands] secret")
-    poll_s: float = Field(30.0, ge=1, le=3600, description="how often each polled desk is asked what changed")
+    poll_s: float = Field(30.0, ge=0.1, le=3600, description="how often each polled desk is asked what changed")
     overlap_s: float = Field(120.0, ge=0, le=3600, description="re-read this much before the last poll (clock skew, "
                              "eventually consistent search)")
     acknowledge_snooze_h: float = Field(

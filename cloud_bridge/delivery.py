@@ -247,7 +247,8 @@ class Dispatcher:
             started_at=event.first_leased_at, now=now,
             plot=(lambda: render_plot(event.alert, marks)) if wants_plot else None,
             record_ref=lambda ref: self._outbox.record_ticket_ref(event.alert.alert_id, ref),
-            desk_resolved=event.desk_status == "resolved", serviced_at=served,
+            desk_resolved=event.desk_status == "resolved", serviced_at=served, create_sent_at=event.create_sent_at,
+            mark_create_sent=lambda: self._outbox.mark_create_sent(event.id, self._clock()),
         )
         try:
             ref = adapter.deliver(delivery)

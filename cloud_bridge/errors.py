@@ -9,9 +9,10 @@
     │   │   └── DeskConfigError     misconfigured on our side (TLS certificate not trusted): reported
     │   │                           with the fix; events wait for it, they are not failed attempts
     │   └── PermanentDeliveryError  other 4xx, or a response we cannot understand: dead-letter it
-    ├── OutboxError                 the outbox database failed (retryable: the caller tries again)
-    │   └── OutboxFullError         the bound was reached and nothing could be dropped by policy
-    └── OutboxDataError             the database refuses this event's data (permanent: dead-letter it)
+    └── OutboxError                 the outbox database failed (retryable: the caller tries again)
+        ├── OutboxFullError         the bound was reached and nothing could be dropped by policy
+        └── OutboxDataError         the database refuses this data (permanent: the consumer dead-letters
+                                    the event instead of waiting for a redelivery that fails the same way)
 
 httpx, sqlite3 and psycopg exceptions are translated into these at the adapter boundary; nothing
 above the adapters catches a third-party exception.
@@ -89,6 +90,6 @@ class OutboxFullError(OutboxError):
     """The outbox is at its bound and holds no ``updated`` event that policy allows dropping."""
 
 
-class OutboxDataError(BridgeError):
+class OutboxDataError(OutboxError):
     """The database refuses this event's data (a value out of its range, a constraint): retrying the
     same event cannot help, so it is dead-lettered with the reason and the message acknowledged."""

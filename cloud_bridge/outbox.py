@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS events (
     next_attempt_at DOUBLE PRECISION NOT NULL,
     leases INTEGER NOT NULL DEFAULT 0,
     first_leased_at DOUBLE PRECISION,
+    create_sent_at DOUBLE PRECISION,
     lease_owner TEXT,
     lease_until DOUBLE PRECISION,
     last_error TEXT,
@@ -131,6 +132,7 @@ CREATE TABLE IF NOT EXISTS sync_cursors (
 _ADDED_COLUMNS = (
     ("events", "leases", "INTEGER NOT NULL DEFAULT 0"),
     ("events", "first_leased_at", "DOUBLE PRECISION"),
+    ("events", "create_sent_at", "DOUBLE PRECISION"),
     ("alerts", "serviced_at", "DOUBLE PRECISION"),
     ("alerts", "desk_status", "TEXT"),
     ("alerts", "desk_assignee", "TEXT"),
@@ -175,6 +177,8 @@ class LeasedEvent:
     serviced_at: float | None = None
     desk_status: str | None = None
     """What two-way sync last saw people do to the ticket (``acknowledged``, ``resolved``), if anything."""
+    create_sent_at: float | None = None
+    """When an earlier attempt at this event sent a create whose outcome is unknown (epoch s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,7 +437,7 @@ class _PgConn:
 
 
 _EVENT_COLS = ("e.id, e.payload, e.desk, e.attempts, e.enqueued_at, a.ticket_ref, e.leases, e.first_leased_at,"
-               " a.serviced_at, a.desk_status")
+               " a.serviced_at, a.desk_status, e.create_sent_at")
 
 
 def _restore(c: _Conn, report: SalvageReport) -> None:
@@ -450,6 +454,10 @@ def _restore(c: _Conn, report: SalvageReport) -> None:
                 c.execute(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", [row[i] for i in keep])
             except sqlite3.Error:
                 report.unreadable += 1  # a row whose values no longer fit (wrong schema): counted as lost
+    # An alert whose queued events were lost must take them again if the agent or the broker re-sends
+    # them: it has seen only what was delivered or is still queued.
+    c.execute("UPDATE alerts SET last_seq_seen = MAX(last_seq_delivered, COALESCE((SELECT MAX(e.event_seq)"
+              " FROM events e WHERE e.alert_id = alerts.alert_id), 0))")
 
 
 class Outbox:
@@ -583,6 +591,7 @@ class Outbox:
                 first_leased_at=float(r[7]) if r[7] is not None else now,
                 serviced_at=None if r[8] is None else float(r[8]),
                 desk_status=None if r[9] is None else str(r[9]),
+                create_sent_at=None if r[10] is None else float(r[10]),
             ))
         return leased
 
@@ -715,6 +724,11 @@ class Outbox:
         rows = self._db.run(lambda c: list(c.execute(
             "SELECT id, topic, reason, detail, received_at FROM refused ORDER BY id LIMIT ?", (limit,)).fetchall()))
         return [RefusedRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
+
+    def mark_create_sent(self, event_id: int, now: float) -> None:
+        """Note that a create for this event is about to go out (its answer may be lost)."""
+        self._db.run(lambda c: c.execute(
+            "UPDATE events SET create_sent_at = COALESCE(create_sent_at, ?) WHERE id = ?", (now, event_id)))
 
     def record_ticket_ref(self, alert_id: str, ticket_ref: str) -> None:
         """Remember the desk's reference as soon as a create succeeded, before the rest of the delivery."""

@@ -129,6 +129,28 @@ def _read_table(
     return columns, rows, unreadable
 
 
+_HEADER = b"SQLite format 3\x00"
+
+
+def _fit_header(copy: Path) -> None:
+    """Make a truncated copy readable: cut it to whole pages and set the header's page count to match.
+
+    SQLite refuses a file shorter than its header's "database size in pages" (offset 28, SQLite file
+    format §1.3.7) as malformed, which would hide the pages that did survive.
+    """
+    data = bytearray(copy.read_bytes())
+    if len(data) < 100 or not data.startswith(_HEADER):
+        return
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512:
+        return
+    pages = len(data) // page_size
+    del data[pages * page_size:]
+    data[28:32] = pages.to_bytes(4, "big")
+    copy.write_bytes(bytes(data))
+
+
 def _salvage(aside: Path, tables: Sequence[str], report: SalvageReport) -> None:
     with tempfile.TemporaryDirectory(prefix="pdm-outbox-salvage-") as scratch:
         copy = Path(scratch) / "copy.db"
@@ -136,6 +158,7 @@ def _salvage(aside: Path, tables: Sequence[str], report: SalvageReport) -> None:
             source = Path(f"{aside}{suffix}")
             if source.exists():
                 shutil.copyfile(source, Path(f"{copy}{suffix}"))
+        _fit_header(copy)
         try:
             conn = sqlite3.connect(str(copy))
         except sqlite3.Error:

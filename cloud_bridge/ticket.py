@@ -375,6 +375,12 @@ def _criterion(code: str) -> str | None:
     return f"{threshold.description}: {words.name} {threshold.direction} {words.value(threshold.value)}"
 
 
+def _quoted(public: str) -> str:
+    """The customer message as quoted in an internal note: without its case reference, which marks only the
+    public comment itself (a retry looks for it to know whether the public comment landed)."""
+    return public.rsplit(" (", 1)[0]
+
+
 def _brief(f: _Facts, summary: str, public: str | None, *, language: Language, dashboard: str, ref: str) -> str:
     a, rec = f.alert, f.record
     lines = [summary, "", *_diagnosis_lines(f)]
@@ -394,7 +400,7 @@ def _brief(f: _Facts, summary: str, public: str | None, *, language: Language, d
     else:
         lines += ["", "Customer: unknown: this asset is not in the asset registry; nobody was told."]
     if public is not None:
-        lines += ["", f"Message sent to the customer ({language}):", public]
+        lines += ["", f"Message sent to the customer ({language}):", _quoted(public)]
     lines += ["", f"Dashboard: {dashboard}", f"Alert: {a.alert_id}", f"[pdm-note {ref}/{a.event_seq}]"]
     return "\n".join(lines)
 
@@ -402,7 +408,7 @@ def _brief(f: _Facts, summary: str, public: str | None, *, language: Language, d
 def _short_note(f: _Facts, header: str, public: str | None, *, language: Language, ref: str) -> str:
     lines = [header, "", *_diagnosis_lines(f)]
     if public is not None:
-        lines += ["", f"Message sent to the customer ({language}):", public]
+        lines += ["", f"Message sent to the customer ({language}):", _quoted(public)]
     lines += ["", f"[pdm-note {ref}/{f.alert.event_seq}]"]
     return "\n".join(lines)
 

@@ -60,6 +60,9 @@ class Delivery:
         record_ref: remembers the desk's reference as soon as a create succeeded, so a failure in a
             later step of the same delivery never needs to find the ticket again.
         desk_resolved: two-way sync saw a person resolve the ticket in the desk.
+        create_sent_at: when an earlier attempt at this event sent a create whose answer never came (epoch
+            s): only then can an eventually consistent search miss a ticket that exists.
+        mark_create_sent: call just before sending a create (durably noted for the next attempt).
         serviced_at: when the alert's service visit (``verifying`` event) was delivered (epoch s).
     """
 
@@ -72,6 +75,8 @@ class Delivery:
     record_ref: Callable[[str], None] = lambda _ref: None
     desk_resolved: bool = False
     serviced_at: float | None = None
+    create_sent_at: float | None = None
+    mark_create_sent: Callable[[], None] = lambda: None
 
 
 class ChangeKind:

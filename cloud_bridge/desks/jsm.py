@@ -16,14 +16,16 @@ Before the first create the request type's fields are read
 permanent error naming it (map it with ``request_fields``).
 
 Jira's search is eventually consistent: a create whose answer was lost may not be searchable yet.
-So when an earlier attempt may have created the request and the label search finds nothing, the
-bridge waits (retryable ``search_lagging``) until ``search_consistency_s`` after that attempt before
-it creates; every comment carries its event's marker and is posted only if the request lacks it.
+So the bridge notes durably when it sends a create; when a later attempt's label search finds
+nothing although a create was sent, it waits (retryable ``search_lagging``) until
+``search_consistency_s`` after that create before it creates again; every comment carries its
+event's marker and is posted only if the request lacks it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from cloud_bridge.desks.base import ChangeKind, Delivery, DeskAdapter, DeskChange, PollResult
@@ -71,11 +73,12 @@ class JsmAdapter(DeskAdapter):
         issues = self.json_of(response).get("issues", [])
         if issues:
             return str(issues[0]["key"])
-        waited = delivery.now - delivery.started_at
-        if delivery.maybe_landed and waited < self.settings.search_consistency_s:
+        sent = delivery.create_sent_at
+        waited = delivery.now - sent if sent is not None else None
+        if waited is not None and waited < self.settings.search_consistency_s:
             raise RetryableDeliveryError(
-                self.name, "search_lagging", f"an earlier attempt may have created the request {waited:.0f} s ago; "
-                f"Jira search may not show it yet", retry_after_s=self.settings.search_consistency_s - waited)
+                self.name, "search_lagging", f"an earlier attempt sent a create {waited:.0f} s ago whose answer was "
+                f"lost; Jira search may not show it yet", retry_after_s=self.settings.search_consistency_s - waited)
         return None
 
     def _customer(self, t: Ticket) -> str | None:
@@ -155,7 +158,7 @@ class JsmAdapter(DeskAdapter):
             self.name, "no_transition", f"{key}: none of {names} ({what}) is available; the workflow offers "
             f"{sorted(offered)}: add the right name to [desks.{self.name}] {what}")
 
-    def _create(self, t: Ticket) -> str:
+    def _create(self, t: Ticket, mark_sent: Callable[[], None]) -> str:
         body: dict[str, Any] = {
             "serviceDeskId": self.settings.service_desk_id,
             "requestTypeId": self.settings.request_type_id,
@@ -164,6 +167,7 @@ class JsmAdapter(DeskAdapter):
         account = self._customer(t)
         if account is not None:
             body["raiseOnBehalfOf"] = account
+        mark_sent()
         data = self.json_of(self.request("POST", "/rest/servicedeskapi/request", json=body))
         if "issueKey" not in data:
             raise PermanentDeliveryError(self.name, "bad_response", "create answered without issueKey")
@@ -195,7 +199,7 @@ class JsmAdapter(DeskAdapter):
         key = delivery.ticket_ref or (self._find(delivery) if delivery.maybe_landed else None)
         created = key is None
         if key is None:
-            key = self._create(t)
+            key = self._create(t, delivery.mark_create_sent)
             delivery.record_ref(key)
         landed = delivery.maybe_landed and not created
         if t.action is TicketAction.OPEN or created:

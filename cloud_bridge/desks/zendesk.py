@@ -50,7 +50,7 @@ class ZendeskAdapter(DeskAdapter):
         return tickets[-1] if tickets else None
 
     def _show(self, ticket_id: str) -> dict[str, Any]:
-        found: dict[str, Any] = self.json_of(self.request("GET", f"/api/v2/tickets/{ticket_id}.json")).get(
+        found: dict[str, Any] = self.json_of(self.request("GET", f"/api/v2/tickets/{ticket_id}")).get(
             "ticket", {})
         return found
 
@@ -88,7 +88,7 @@ class ZendeskAdapter(DeskAdapter):
     # -- writes ------------------------------------------------------------------------------------
 
     def _put(self, ticket_id: str, fields: dict[str, Any]) -> None:
-        self.request("PUT", f"/api/v2/tickets/{ticket_id}.json", json={"ticket": fields})
+        self.request("PUT", f"/api/v2/tickets/{ticket_id}", json={"ticket": fields})
 
     def _comment(self, ticket_id: str, body: str, marker: str, *, public: bool, maybe_landed: bool,
                  extra: dict[str, Any] | None = None) -> None:
@@ -110,7 +110,7 @@ class ZendeskAdapter(DeskAdapter):
         if follow_up_of is not None:
             ticket["via_followup_source_id"] = int(follow_up_of)
         key = t.dedup_key if follow_up_of is None else f"{t.dedup_key}#{t.event_seq}"
-        response = self.request("POST", "/api/v2/tickets.json", json={"ticket": ticket},
+        response = self.request("POST", "/api/v2/tickets", json={"ticket": ticket},
                                 headers={"Idempotency-Key": key})
         created = self.json_of(response).get("ticket", {})
         if "id" not in created:
@@ -222,6 +222,7 @@ class ZendeskAdapter(DeskAdapter):
             if actor == me:
                 continue
             ref = str(event.get("ticket_id"))
+            found = len(changes)
             for child in event.get("child_events", []):
                 change_id = f"{event.get('id')}:{child.get('id')}"
                 kind: str | None = None
@@ -237,5 +238,17 @@ class ZendeskAdapter(DeskAdapter):
                 if kind is not None:
                     changes.append(DeskChange(ticket_ref=ref, kind=kind, actor=f"user-{actor}", change_id=change_id,
                                               status=status, assignee=assignee, text=text))
+            changes[found:] = _merge_take(changes[found:])
         end = data.get("end_time")
         return PollResult(changes, str(int(end) + 1) if end is not None else str(start))
+
+
+def _merge_take(changes: list[DeskChange]) -> list[DeskChange]:
+    """One person taking a ticket (status *open* and assignee in one update) is one acknowledgement."""
+    kinds = {c.kind for c in changes}
+    if {ChangeKind.ACKNOWLEDGED, ChangeKind.REASSIGNED} <= kinds:
+        assignee = next(c.assignee for c in changes if c.kind == ChangeKind.REASSIGNED)
+        ack = next(c for c in changes if c.kind == ChangeKind.ACKNOWLEDGED)
+        merged = DeskChange(ack.ticket_ref, ack.kind, ack.actor, ack.change_id, status=ack.status, assignee=assignee)
+        return [merged, *(c for c in changes if c.kind not in (ChangeKind.ACKNOWLEDGED, ChangeKind.REASSIGNED))]
+    return changes

@@ -9,6 +9,7 @@ keep-alive, disconnects and read timeouts), and enough throughput for the bridge
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -260,6 +261,7 @@ class DeskSimulator:
         credentials: what the desks accept (defaults in docs/desk-simulator.md).
         faults: the start-up fault switches.
         max_body_bytes: larger request bodies are answered 413.
+        tls: serve HTTPS with this server context (tests of certificate verification).
     """
 
     def __init__(
@@ -271,9 +273,11 @@ class DeskSimulator:
         credentials: DeskCredentials | None = None,
         faults: FaultConfig | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._address = (host, port)
         self._max_body_bytes = max_body_bytes
+        self._tls = tls
         self.app = DeskApp(credentials=credentials, faults=faults, seed=seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -288,13 +292,16 @@ class DeskSimulator:
         if self._server is None:
             raise RuntimeError("DeskSimulator is not started; call start() or use it as a context manager")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self._tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> Self:
         """Bind and serve from a daemon thread; returns self."""
         if self._server is not None:
             return self
         self._server = _Server(self._address, self.app, self._max_body_bytes)
+        if self._tls is not None:
+            # A failed handshake raises from accept(); socketserver logs nothing and serves on.
+            self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S},
                                         name="desk-sim", daemon=True)
         self._thread.start()

@@ -129,7 +129,8 @@ class Ticket:
             "labels": list(self.labels),
             "status": self.status,
             "created_at": self.created_at.isoformat(),
-            "fields": self.fields,
+            "fields": {k: v for k, v in self.fields.items() if not k.startswith("_")},
+            "comments": self.comments,
             "history": [op.to_json() for op in self.history],
         }
 
