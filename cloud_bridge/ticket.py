@@ -308,6 +308,9 @@ def _header(alert: AlertEvent, action: TicketAction, resolution: Resolution | No
 
 
 def _snooze(alert: AlertEvent) -> tuple[datetime | None, str | None]:
+    """Until when and by whom the alert is snoozed: the event's ``snooze``, else its note."""
+    if alert.snooze is not None:
+        return alert.snooze.until, alert.snooze.issued_by
     if alert.status is not AlertStatus.SNOOZED or not alert.note:
         return None, None
     found = _SNOOZE_NOTE.search(alert.note)
