@@ -149,6 +149,7 @@ class BridgeApp:
                              clock=clock)
         self.sla_warnings: list[SlaWarning] = []
         self._sla_tried: set[str] = set()
+        self._sla_lock = threading.Lock()
         self._stopping = threading.Event()
         self._sla_thread: threading.Thread | None = None
         self._started = False
@@ -303,7 +304,14 @@ class BridgeApp:
         return result
 
     def check_promises(self) -> list[SlaWarning]:
-        """Warn about tickets nearing their SLA deadline unacknowledged; returns the new warnings."""
+        """Warn about tickets nearing their SLA deadline unacknowledged; returns the new warnings.
+
+        Serialised: the SLA thread and a caller never post the same warning twice.
+        """
+        with self._sla_lock:
+            return self._check_promises()
+
+    def _check_promises(self) -> list[SlaWarning]:
         now = self._clock()
         warnings = due_warnings(self.outbox.open_tickets(), now=now, warn_fraction=self.settings.sla.warn_fraction)
         posted: list[SlaWarning] = []

@@ -101,3 +101,18 @@ def test_a_command_per_desk_change_is_pure_and_bounded() -> None:
     chat = DeskChange("1", ChangeKind.COMMENTED, "agent-1", "c3", text="customer called, all fine")
     assert command_for(chat, desk="main", desk_kind="zendesk", alert_id="a:b:c", now=FIRST_SEEN,
                        acknowledge_snooze_h=4) is None
+
+
+def test_the_sla_warning_is_posted_to_the_desk_once(bridge: Callable[..., BridgeApp], desk_sim: DeskSimulator) -> None:
+    app = bridge("zendesk", sla={"check_interval_s": 0.1})
+    app.consumer.accept(alert(1))  # first seen in January: its promise is long overdue
+    assert app.drain(20.0)
+
+    def sla_notes() -> list[str]:
+        comments = desk_sim.tickets("zendesk")[0]["comments"]
+        return [c["body"] for c in comments if "[pdm-sla " in c["body"] and not c["public"]]
+
+    assert wait_until(lambda: len(sla_notes()) == 1, 10.0)
+    assert "SLA at risk" in sla_notes()[0] and len(app.sla_warnings) == 1
+    app.check_promises()
+    assert len(sla_notes()) == 1  # warned once
