@@ -461,6 +461,19 @@ class Sensors:
             raise TimeoutError("no PUBACK within the timeout")
         self._acked.discard(self._pending.popleft())
 
+    def try_send(self, topic: str, payload: bytes, *, timeout_s: float = 2.0) -> bool:
+        """Publish one message; True once acknowledged, False when no successful PUBACK came in time.
+
+        A PUBACK the broker refuses (ACL, MQTT 5 reason code) never reaches the adapter's callback, so a
+        refusal shows as the timeout; the message is then forgotten, not left in the window.
+        """
+        self.flush()
+        mid = self.client.publish(topic, payload, qos=1)
+        with self._cond:
+            acked = self._cond.wait_for(lambda: mid in self._acked, timeout_s)
+            self._acked.discard(mid)
+        return acked
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until every message sent so far is acknowledged."""
         deadline = time.monotonic() + timeout_s
