@@ -39,9 +39,9 @@ def _let_through(rig: Rig, publisher: str, topic: str, reader: str, marker: str)
         return any(m.topic == topic for m in watcher.messages)
 
 
-@pytest.mark.parametrize(("publisher", "topic", "reader", "marker", "allowed"), CASES,
-                         ids=[f"{c[0]}->{c[1].split('/', 2)[2]}" for c in CASES])
-def test_acl(rig: Rig, publisher: str, topic: str, reader: str, marker: str, allowed: bool) -> None:
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}->{c[1].split('/', 2)[2]}" for c in CASES])
+def test_acl(rig: Rig, case: tuple[str, str, str, str, bool]) -> None:
+    publisher, topic, reader, marker, allowed = case
     assert _let_through(rig, publisher, topic, reader, marker) is allowed
 
 
