@@ -106,6 +106,8 @@ class EdgeAgent:
         self._next_tick = 0.0
         self._main_beat = time.monotonic()
         self._metrics_server: MetricsServer | None = None
+        self.metrics_url: str | None = None
+        """Where the metrics endpoint is (or was) served; with ``port = 0`` the port is picked at start."""
         self.commands = keyfiles.command_gate(settings)
         self.signer = keyfiles.alert_signer(settings)
 
@@ -152,6 +154,7 @@ class EdgeAgent:
             self._metrics_server = start_metrics_server(
                 self.metrics.registry, host=self.settings.metrics.host, port=self.settings.metrics.port
             )
+            self.metrics_url = self._metrics_server.url
         self.mqtt.start()
 
     def request_stop(self) -> None:
@@ -213,19 +216,39 @@ class EdgeAgent:
         return self._inbound.empty() and len(self.outbox) == 0
 
     def shutdown(self) -> None:
-        """Checkpoint, say ``offline`` on the retained status, disconnect and close the outbox."""
-        self._save_checkpoint()
-        if self.mqtt.is_connected:
-            try:
-                self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
-            except MqttNotConnected:
-                _log.warning("agent.status_not_published", status="offline")
-        self.mqtt.stop()
-        self.outbox.close()
-        if self._metrics_server is not None:
-            self._metrics_server.close()
+        """Checkpoint, say ``offline`` on the retained status, disconnect and close the outbox.
+
+        Every step runs even when an earlier one failed (each failure is one log line), and the
+        metrics endpoint closes in parallel: its serving thread polls for shutdown twice a second.
+        """
+        server, self._metrics_server = self._metrics_server, None
+        closing = threading.Thread(target=server.close, name="metrics-close") if server is not None else None
+        if closing is not None:
+            closing.start()
+        self._shutdown_step("checkpoint", self._save_checkpoint)
+        self._shutdown_step("status", self._say_offline)
+        self._shutdown_step("mqtt", self.mqtt.stop)
+        self._shutdown_step("outbox", self.outbox.close)
+        if closing is not None:
+            closing.join()
         _log.info("agent.stopped", received=self.counters.received, valid=self.counters.valid,
                   dead_lettered=self.counters.dead_lettered, queue_dropped=self.queue_dropped)
+
+    @staticmethod
+    def _shutdown_step(name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # a failed step must not skip the others or turn SIGTERM into exit 1
+            _log.error("agent.shutdown_step_failed", step=name, error=f"{type(exc).__name__}: {exc}",
+                       action="report this with the log; state on disk is kept")
+
+    def _say_offline(self) -> None:
+        if not self.mqtt.is_connected:
+            return
+        try:
+            self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
+        except MqttNotConnected:
+            _log.warning("agent.status_not_published", status="offline")
 
     def now(self) -> datetime:
         """The agent's notion of now: wall clock, or the newest telemetry time with ``clock = "telemetry"``."""
