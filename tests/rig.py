@@ -50,12 +50,13 @@ from tests.waiting import wait_until
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_DIR = REPO / "config" / "mosquitto"
 
-USERS = ("gw-17", "gw-18", "cloud-bridge", "sensors-oslo-north")
-"""The MQTT accounts of the shipped ACL example (config/mosquitto/acl.example)."""
+USERS = ("oslo-north", "bergen-1", "svc.cloud-bridge", "svc.ops", "sensors.oslo-north")
+"""MQTT accounts as the shipped ACL (config/mosquitto/acl) names them: a site account per site (its
+gateway logs in with it), dotted service accounts, and one site's sensors."""
 
 SITE = "oslo-north"
 GATEWAY = "gw-17"
-"""gw-17 serves oslo-north in the shipped ACL; gw-18 serves bergen-1."""
+"""gw-17 serves oslo-north (logging in as the site account ``oslo-north``); gw-18 serves bergen-1."""
 
 
 def new_secret() -> str:
@@ -109,7 +110,7 @@ def _value(value: Any) -> str:
 
 @dataclass
 class ShippedBroker:
-    """Mosquitto running the shipped ``pdm-edge.conf`` and ``acl.example`` on a free loopback port.
+    """Mosquitto running the shipped ``pdm-edge.conf`` and ``acl`` on a free loopback port.
 
     The listener, file paths and persistence location are moved into ``workdir``; everything else
     (TLS only, no anonymous clients, ACL, bounds, persistence on) is the shipped file. The port stays
@@ -140,7 +141,7 @@ class ShippedBroker:
             self.workdir.mkdir(parents=True, exist_ok=True)
             for name in ("ca.crt", "server.crt", "server.key"):
                 shutil.copy(self.ca_dir / name, self.workdir / name)
-            shutil.copy(MOSQUITTO_DIR / "acl.example", self.workdir / "acl")
+            shutil.copy(MOSQUITTO_DIR / "acl", self.workdir / "acl")
             passwd = self.workdir / "passwd"
             passwd.touch()
             for user in USERS:
@@ -152,7 +153,9 @@ class ShippedBroker:
             conf = re.sub(r"(?m)^listener 8883.*$", f"listener {self.port} 127.0.0.1", conf)
             conf = re.sub(r"(?m)^persistence_location .*$", "", conf)
             (self.workdir / "mosquitto.conf").write_text(
-                conf + f"\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n", encoding="utf-8")
+                # Debian's stock mosquitto.conf, which the drop-in relies on, turns persistence on.
+                conf + f"\npersistence true\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n",
+                encoding="utf-8")
         self._starts += 1
         log = (self.workdir / f"mosquitto.{self._starts}.log").open("wb")
         self._proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")], stdout=log, stderr=log)
@@ -350,7 +353,7 @@ def agent_config(workdir: Path, broker: ShippedBroker, keys: Keys, *, gateway: s
     cfg: dict[str, Any] = {
         "gateway": gateway, "site": site, "state_dir": str(workdir / "agent-state"), "clock": "telemetry",
         "inbound_queue_max": 100_000, "status_interval_s": 5.0, "checkpoint_interval_s": 5.0,
-        "mqtt": broker.mqtt_table(gateway, f"pdm-edge-agent-{gateway}"),
+        "mqtt": broker.mqtt_table(site, f"pdm-edge-agent-{gateway}"),
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": port},
         "commands": {"keys": {"cloud-bridge": str(keys.file("commands"))}},
         "signing": {"key_id": gateway, "secret_file": str(keys.file("gateway"))},
@@ -370,7 +373,7 @@ def bridge_config(workdir: Path, broker: ShippedBroker, keys: Keys, desk_url: st
         "replica_id": "rig-bridge", "share_group": "bridge",
         "registry_path": str(REPO / "config" / "assets.example.toml"),
         "fault_actions_path": str(REPO / "config" / "fault-actions.toml"),
-        "mqtt": broker.mqtt_table("cloud-bridge", "cloud-bridge-rig"),
+        "mqtt": broker.mqtt_table("svc.cloud-bridge", "cloud-bridge-rig"),
         "desks": {"main": {"kind": "webhook", "base_url": desk_url, "path": "/webhook",
                            "hmac_secret_file": str(keys.file("webhook")), "timeout_s": 2.0}},
         "outbox": {"path": str(workdir / "bridge-outbox.db"), "lease_s": 10.0},

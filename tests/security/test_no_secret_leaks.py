@@ -52,9 +52,9 @@ def test_no_secret_reaches_logs_metrics_tickets_or_doctor_output(rig: Rig) -> No
     agent = Service("agent", "edge_agent.cli", agent_cfg, rig.workdir).start()
     bridge = Service("bridge", "cloud_bridge.cli", bridge_cfg, rig.workdir).start()
     texts: dict[str, str] = {}
-    with Watcher(rig.broker.settings("gw-17"), "pdm/v1/#") as watcher, \
-            Sensors(rig.broker.settings("sensors-oslo-north")) as sensors, \
-            Sensors(rig.broker.settings("cloud-bridge")) as desk_side:
+    with Watcher(rig.broker.settings("svc.ops"), "pdm/v1/#") as watcher, \
+            Sensors(rig.broker.settings("sensors.oslo-north")) as sensors, \
+            Sensors(rig.broker.settings("svc.cloud-bridge")) as desk_side:
         assert wait_until(lambda: metric(agent_port, "pdm_agent_mqtt_connected") == 1.0, 60)
         assert wait_until(lambda: metric(bridge_port, "pdm_bridge_outbox_depth") is not None, 60)
         sensors.send(fleet_messages(rig.workdir, seed=11))
@@ -76,13 +76,13 @@ def test_no_secret_reaches_logs_metrics_tickets_or_doctor_output(rig: Rig) -> No
     wrong = rig.workdir / "wrong.password"
     wrong.write_text(new_secret())
     bad_login = rig.workdir / "bad-login.toml"
-    bad_login.write_text(agent_cfg.read_text().replace(str(rig.broker.password_file("gw-17")), str(wrong)))
+    bad_login.write_text(agent_cfg.read_text().replace(str(rig.broker.password_file("oslo-north")), str(wrong)))
     bad = Service("bad-login", "edge_agent.cli", bad_login, rig.workdir).start()
     time.sleep(3.0)
     bad.stop()
     # Config errors next to secrets, and the doctors.
     broken = rig.workdir / "broken.toml"
-    broken.write_text(dump_toml({"mqtt": {"password": rig.broker.passwords["gw-17"], "port": 0},
+    broken.write_text(dump_toml({"mqtt": {"password": rig.broker.passwords["oslo-north"], "port": 0},
                                  "commands": {"keys": {"x": 1}}}))
     for name, result in {
         "agent check-config (invalid)": _cli("edge_agent.cli", broken, "check-config"),
