@@ -225,6 +225,18 @@ def make_test_ca(out: Path) -> Path:
 # --- services -----------------------------------------------------------------------------------
 
 
+RUNNING: set[Service] = set()
+"""Every service a test made: the rig kills what a failed test left running (:func:`kill_leftovers`)."""
+
+
+def kill_leftovers() -> None:
+    """kill -9 every service still running (a test that failed before stopping its processes)."""
+    for service in list(RUNNING):
+        if service.alive:
+            service.kill9()
+        RUNNING.discard(service)
+
+
 class Service:
     """A real service process (``edge-agent run`` / ``cloud-bridge run``) with captured output.
 
@@ -241,6 +253,7 @@ class Service:
         self.workdir = workdir
         self._argv = [sys.executable, "-m", module, "--config", str(config), "run"]
         self.proc: subprocess.Popen[bytes] | None = None
+        RUNNING.add(self)
         self.starts = 0
         self.exit_codes: list[int] = []
 
@@ -564,9 +577,12 @@ FAST_DETECTION: dict[str, Any] = {"warmup_samples": 150, "warmup_h": 12.0, "debo
 """Detection tuned for the rig's 5-minute samples: warm in half a day, decide in a few samples."""
 
 
-def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int = 300, onset: float = 2.0,
-                   failure: float = 4.8) -> list[tuple[str, bytes]]:
-    """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order."""
+def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int = 300) -> list[tuple[str, bytes]]:
+    """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order.
+
+    The faults start at 40 % of the run and fail at 96 % (2.0 and 4.8 days of the default five).
+    """
+    onset, failure = round(days * 0.4, 3), round(days * 0.96, 3)
     path = workdir / "rig-fleet.toml"
     path.write_text(SMALL_FLEET.format(days=days, period=period_s, onset=onset, failure=failure), encoding="utf-8")
     run = generate(load_scenario(path), seed)
