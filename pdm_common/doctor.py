@@ -265,15 +265,19 @@ def _validity_verdict(name: str, path: Path, not_before: datetime, not_after: da
 
 
 def _check_cert_file(name: str, path: Path, now: datetime) -> CheckResult:
-    # Imported here: only doctor and the health summary read certificates, not the data path.
-    from cryptography import x509
-
     try:
         data = path.read_bytes()
     except OSError as exc:
         return fail(name, f"cannot read {path}: {exc}", f"put the PEM file at {path} or fix the path in [mqtt.tls]")
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return fail(name, f"{path} holds no PEM certificate", "use a PEM (-----BEGIN CERTIFICATE-----) file")
+    try:
+        # Imported here: only doctor and the health summary read certificate dates, not the data path;
+        # it is the `doctor` extra (the gateway package bundles it).
+        from cryptography import x509
+    except ImportError:
+        return warn(name, f"{path} is PEM; its dates are not checked (cryptography is not installed)",
+                    "pip install 'pdm-edge[doctor]' for certificate expiry checks")
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
