@@ -51,7 +51,11 @@ REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_DIR = REPO / "config" / "mosquitto"
 
 USERS = ("gw-17", "gw-18", "cloud-bridge", "sensors-oslo-north")
-"""The MQTT accounts of the shipped ACL example (config/mosquitto/acl.example)."""
+"""The roles the rig logs in as."""
+ACCOUNTS = {"gw-17": "oslo-north", "gw-18": "bergen-1", "cloud-bridge": "svc.cloud-bridge",
+            "sensors-oslo-north": "sensors.oslo-north"}
+"""Broker account of each role in the shipped pattern ACL (config/mosquitto/acl): a gateway logs in
+with its site's account, services with dotted names."""
 
 SITE = "oslo-north"
 GATEWAY = "gw-17"
@@ -140,19 +144,20 @@ class ShippedBroker:
             self.workdir.mkdir(parents=True, exist_ok=True)
             for name in ("ca.crt", "server.crt", "server.key"):
                 shutil.copy(self.ca_dir / name, self.workdir / name)
-            shutil.copy(MOSQUITTO_DIR / "acl.example", self.workdir / "acl")
+            shutil.copy(MOSQUITTO_DIR / "acl", self.workdir / "acl")
             passwd = self.workdir / "passwd"
             passwd.touch()
             for user in USERS:
                 self.passwords[user] = secrets.token_urlsafe(16)
-                subprocess.run([passwd_tool, "-b", str(passwd), user, self.passwords[user]], check=True,
+                subprocess.run([passwd_tool, "-b", str(passwd), ACCOUNTS[user], self.passwords[user]], check=True,
                                capture_output=True, timeout=30)
             conf = (MOSQUITTO_DIR / "pdm-edge.conf").read_text(encoding="utf-8")
             conf = conf.replace("/etc/mosquitto/pdm/", f"{self.workdir}/")
             conf = re.sub(r"(?m)^listener 8883.*$", f"listener {self.port} 127.0.0.1", conf)
             conf = re.sub(r"(?m)^persistence_location .*$", "", conf)
             (self.workdir / "mosquitto.conf").write_text(
-                conf + f"\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n", encoding="utf-8")
+                conf + f"\npersistence true\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n",
+                encoding="utf-8")
         self._starts += 1
         log = (self.workdir / f"mosquitto.{self._starts}.log").open("wb")
         self._proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")], stdout=log, stderr=log)
@@ -186,7 +191,8 @@ class ShippedBroker:
     def settings(self, user: str, **overrides: Any) -> MqttSettings:
         """Settings of ``user`` over TLS with host-name verification, fast reconnects."""
         base: dict[str, Any] = {
-            "host": "localhost", "port": self.port, "username": user, "password_file": self.password_file(user),
+            "host": "localhost", "port": self.port, "username": ACCOUNTS.get(user, user),
+            "password_file": self.password_file(user),
             "tls": TlsSettings(enabled=True, ca_file=self.workdir / "ca.crt"),
             "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
         }
@@ -195,7 +201,8 @@ class ShippedBroker:
 
     def mqtt_table(self, user: str, client_id: str) -> dict[str, Any]:
         """The ``[mqtt]`` table of a service config for ``user``."""
-        return {"host": "localhost", "port": self.port, "protocol": "5", "client_id": client_id, "username": user,
+        return {"host": "localhost", "port": self.port, "protocol": "5", "client_id": client_id,
+                "username": ACCOUNTS.get(user, user),
                 "password_file": str(self.password_file(user)), "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
                 "keepalive_s": 10, "tls": {"enabled": True, "ca_file": str(self.workdir / "ca.crt")}}
 
