@@ -29,6 +29,7 @@ from cloud_bridge.desks.zendesk import ZendeskAdapter
 from cloud_bridge.errors import OutboxError, RegistryError
 from cloud_bridge.fault_actions import load_fault_actions
 from cloud_bridge.fleet import FleetCollector, FleetView
+from cloud_bridge.holidays import ServiceHolidays
 from cloud_bridge.metrics import BridgeMetrics, MeteredAdapter
 from cloud_bridge.outbox import Outbox, OutboxStats, open_postgres, open_sqlite
 from cloud_bridge.promises import SlaWarning, due_warnings
@@ -89,7 +90,8 @@ def _mapping_context(settings: BridgeSettings) -> MappingContext:
     """
     return MappingContext(
         fault_actions=load_fault_actions(settings.fault_actions_path),
-        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=frozenset(settings.sla.holidays)),
+        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=ServiceHolidays(
+            settings.sla.country, settings.sla.subdivision, settings.sla.holidays)),
         sla_hours=dict(settings.sla.hours),
         dashboard_url=settings.dashboard_url,
         default_language=settings.default_language,
