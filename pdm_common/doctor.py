@@ -52,6 +52,7 @@ __all__ = [
     "exit_code",
     "fail",
     "health_summary",
+    "installed_unit",
     "mqtt_for_doctor",
     "ok",
     "render",
@@ -226,6 +227,18 @@ def check_files(settings: BaseModel, *, directories: Sequence[tuple[str, Path]],
     if not problems:
         return [ok("files", "every configured file is readable, certificates load, directories are writable")]
     return [fail(f"files.{p.field}", f"{p.path} {p.detail}", p.fix) for p in problems]
+
+
+UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
+"""Where an installed unit lives, in systemd's order: local (``edge-agent install``), then packaged."""
+
+
+def installed_unit(unit: str, root: Path = Path("/")) -> Path:
+    """The unit file systemd would load for ``unit`` below ``root`` (the first of :data:`UNIT_DIRS`)."""
+    for directory in UNIT_DIRS:
+        if (root / directory / unit).is_file():
+            return root / directory / unit
+    return root / UNIT_DIRS[0] / unit
 
 
 def unit_credentials(unit_file: Path) -> dict[str, Path]:

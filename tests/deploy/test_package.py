@@ -171,3 +171,21 @@ def test_arm64_package_carries_aarch64_binaries(debs: dict[str, Path]) -> None:
         assert handle is not None
         header = handle.read(20)
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, "EM_AARCH64"
+
+
+def test_sdist_carries_units_examples_and_the_packaging(tmp_path: Path) -> None:
+    import sys
+    import tarfile
+
+    from tests.deploy.package import REPO
+
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    (sdist,) = tmp_path.glob("pdm_edge-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for needed in ("systemd/pdm-edge-agent.service", "systemd/pdm-cloud-bridge.service",
+                   "config/edge-agent.example.toml", "config/cloud-bridge.example.toml", "config/assets.example.toml",
+                   "config/fault-actions.toml", "config/mosquitto/acl", "config/mosquitto/pdm-edge.conf",
+                   "config/mosquitto/bridge-to-cloud.conf", "packaging/build_deb.py", "ops/prometheus/pdm-rules.yml"):
+        assert needed in names, needed
