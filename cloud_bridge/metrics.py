@@ -27,7 +27,7 @@ from cloud_bridge.circuit import CircuitState
 from cloud_bridge.consumer import ConsumerStats
 from cloud_bridge.desks.base import Delivery, DeskAdapter
 from cloud_bridge.errors import PermanentDeliveryError, RetryableDeliveryError
-from pdm_common.metrics import OutboxMetrics
+from pdm_common.metrics import OutboxMetrics, build_info
 from pdm_common.systemd import Heartbeat
 
 __all__ = ["INTAKE_OUTCOMES", "NAMESPACE", "BridgeMetrics", "DeliveryOutcome", "MeteredAdapter"]
@@ -75,6 +75,7 @@ class BridgeMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        build_info(self.registry, NAMESPACE)
         self.outbox = OutboxMetrics(self.registry, NAMESPACE)
         self.delivery_attempts = Counter("delivery_attempts", "Delivery attempts per desk and outcome",
                                          ["desk", "outcome"], namespace=NAMESPACE, registry=self.registry)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from pdm_common.contracts import Severity
-from pdm_common.metrics import IngestMetrics, OutboxMetrics
+from pdm_common.metrics import IngestMetrics, OutboxMetrics, build_info
 
 __all__ = ["NAMESPACE", "AgentMetrics"]
 
@@ -38,6 +38,7 @@ class AgentMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        build_info(self.registry, NAMESPACE)
         self.ingest = IngestMetrics(self.registry, NAMESPACE)
         self.outbox = OutboxMetrics(self.registry, NAMESPACE)
         self.detector_latency = Histogram(
