@@ -24,6 +24,8 @@ from cloud_bridge.delivery import Dispatcher
 from cloud_bridge.desks import make_adapter
 from cloud_bridge.desks.base import DeskAdapter
 from cloud_bridge.errors import DeliveryError, OutboxError, RegistryError
+from cloud_bridge.fleet import FleetCollector, FleetView
+from cloud_bridge.holidays import ServiceHolidays
 from cloud_bridge.metrics import BridgeMetrics, MeteredAdapter
 from cloud_bridge.outbox import Outbox, OutboxStats, open_postgres, open_sqlite
 from cloud_bridge.promises import SlaWarning, due_warnings
@@ -79,7 +81,8 @@ def _mapping_context(settings: BridgeSettings) -> MappingContext:
     start, end = settings.sla.contact_window()
     return MappingContext(
         fault_actions=load_fault_actions(settings.fault_actions_path),
-        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=frozenset(settings.sla.holidays),
+        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=ServiceHolidays(
+            settings.sla.country, settings.sla.subdivision, settings.sla.holidays),
                                 contact_start=start, contact_end=end, contact_days=settings.sla.contact_weekdays()),
         sla_hours=dict(settings.sla.hours),
         dashboard_url=settings.dashboard_url,
@@ -142,8 +145,11 @@ class BridgeApp:
         self.metrics.watch_intake(self.consumer.stats)
         subscription = (topics.shared(settings.share_group, AssetChannel.ALERT) if settings.share_group
                         else topics.all_assets(AssetChannel.ALERT))
-        self.mqtt = MqttClient(settings.mqtt, client_id=mqtt_client_id(settings), subscriptions=[(subscription, 1)],
-                               on_message=self.consumer.handle)
+        self.fleet = FleetView(topics, clock=clock)  # gateway status, asset states: the fleet dashboard
+        self.metrics.registry.register(FleetCollector(self.fleet))
+        self.mqtt = MqttClient(settings.mqtt, client_id=mqtt_client_id(settings),
+                               subscriptions=[(subscription, 1), *self.fleet.subscriptions()],
+                               on_message=self.fleet.route(self.consumer.handle))
         self.sync = DeskSync(settings=settings, outbox=self.outbox, adapters=self.adapters,
                              publish=self._publish, metrics=self.metrics,
                              clock=clock)

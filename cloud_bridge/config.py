@@ -283,7 +283,10 @@ class SlaSettings(_Section):
         0.75, gt=0, lt=1, description="warn when this share of the SLA has elapsed without acknowledgement"
     )
     timezone: str = Field("Europe/Oslo", description="IANA zone of the service organisation's calendar")
-    holidays: list[date] = Field(default_factory=list, description="public holidays (YYYY-MM-DD)")
+    country: str = Field("NO", description="ISO 3166-1 country of the public holidays (holidays package)")
+    subdivision: str | None = Field(None, description="region of that country with its own holidays (e.g. DE: BY)")
+    holidays: list[date] = Field(default_factory=list,
+                                 description="extra days off besides the public ones (YYYY-MM-DD)")
     check_interval_s: float = Field(30.0, gt=0, description="how often SLA deadlines are checked")
     contact_hours: str = Field("08:00-20:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
                                description="when customers are called (P2-P4), in each customer's own time zone")
@@ -317,6 +320,13 @@ class SlaSettings(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Oslo") from None
         return value
+
+    @model_validator(mode="after")
+    def _calendar(self) -> Self:
+        from cloud_bridge.holidays import check_calendar
+
+        check_calendar(self.country, self.subdivision)
+        return self
 
     @field_validator("hours")
     @classmethod

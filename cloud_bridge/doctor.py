@@ -37,6 +37,7 @@ from pdm_common.doctor import (
     check_sqlite,
     credential_map,
     fail,
+    installed_unit,
     mqtt_for_doctor,
     ok,
     resolve_credential,
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 UNIT = "pdm-cloud-bridge.service"
-UNIT_FILE = Path("/etc/systemd/system") / UNIT
+UNIT_FILE = installed_unit(UNIT)
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 

@@ -30,7 +30,7 @@ from cloud_bridge.desks.base import Delivery, DeskAdapter, PollResult
 from cloud_bridge.errors import DeliveryError, DeskConfigError, RetryableDeliveryError
 from cloud_bridge.outbox import OutboxStats
 from cloud_bridge.outbox_salvage import SalvageReport
-from pdm_common.metrics import OutboxMetrics
+from pdm_common.metrics import OutboxMetrics, build_info
 from pdm_common.systemd import Heartbeat
 
 __all__ = ["INTAKE_OUTCOMES", "NAMESPACE", "BridgeMetrics", "DeliveryOutcome", "MeteredAdapter"]
@@ -89,6 +89,7 @@ class BridgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r, ns = self.registry, NAMESPACE
+        build_info(r, ns)
         self.outbox = OutboxMetrics(r, ns)
         self.desk_depth = Gauge("outbox_desk_depth", "Events waiting in the outbox, per desk", ["desk"],
                                 namespace=ns, registry=r)
