@@ -243,11 +243,11 @@ def test_plot_renders_threshold_stops_and_marks_even_when_the_alert_began_before
     from cloud_bridge.plot import PlotMarks, render_plot, stopped_spans
 
     start = int((FIRST_SEEN + timedelta(days=1)).timestamp() * 1000)  # the data begins a day after the alert
-    points = [[start + 60_000 * i, 10.0 - 0.05 * i] for i in range(60)]
+    points: list[list[float]] = [[start + 60_000 * i, 10.0 - 0.05 * i] for i in range(60)]
     points += [[start + 60_000 * (60 + 240 + i), 7.0 - 0.05 * i] for i in range(30)]  # a 4 h stop
     event = alert(probable_fault={"code": "low_flow", "confidence": 0.8},
                   recent=[{"metric": "flow_lpm", "expected": 12.0, "points": points}])
-    assert stopped_spans([p[0] for p in points]) == [(points[59][0], points[60][0])]
+    assert stopped_spans([int(p[0]) for p in points]) == [(points[59][0], points[60][0])]
     png = render_plot(event, PlotMarks(serviced_at=FIRST_SEEN + timedelta(days=1, hours=2),
                                        reopened_at=FIRST_SEEN + timedelta(days=1, hours=6),
                                        zone=ZoneInfo("Europe/Oslo")))
