@@ -28,7 +28,7 @@ from edge_agent.ingest import CommandReceived, IngestCounters, IngestResult, Rej
 from edge_agent.metrics import AgentMetrics
 from edge_agent.outbox import Outbox, OutboxEntry
 from pdm_common import __version__
-from pdm_common.contracts import AlertEvent, AssetState, GatewayStatus, Severity
+from pdm_common.contracts import AlertEvent, AssetState, DeadLetter, GatewayStatus, Severity
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.metrics import MetricsServer, start_metrics_server
@@ -54,7 +54,7 @@ _MQTT_STALL_S = 20.0
 connect may take paho's 5 s connect timeout. 20 s without a stamp means it is wedged."""
 _MAIN_STALL_S = 30.0
 
-RELOADABLE = frozenset({"detection", "status_interval_s", "checkpoint_interval_s", "log"})
+RELOADABLE = frozenset({"detection", "kinds", "status_interval_s", "checkpoint_interval_s", "log"})
 """Settings a SIGHUP applies in place; everything else (broker, names, state_dir …) needs a restart."""
 
 
@@ -111,11 +111,13 @@ class EdgeAgent:
         self.checkpoint_path: Path = state_dir / CHECKPOINT_FILE
         self.outbox = Outbox(state_dir / OUTBOX_FILE, max_rows=settings.outbox_max_rows)
         restored = checkpoint.load(self.checkpoint_path, agent_version=__version__)
-        if restored is not None and restored.settings != settings.detection:
-            # Thresholds may change between runs; learned baselines and open alerts are kept.
-            restored.reconfigure(settings.detection)
+        if restored is not None:
+            # Thresholds and declared kinds may change between runs; learned baselines and open alerts are
+            # kept, and an asset whose restored state is invalid re-warms alone.
+            restored.reconfigure(settings.detection, settings.profiles())
+            restored.validate()
         self.engine: DetectionEngine = restored or DetectionEngine(
-            settings.detection, gateway=settings.gateway, agent_version=__version__
+            settings.detection, gateway=settings.gateway, agent_version=__version__, profiles=settings.profiles()
         )
         self.mqtt = MqttClient(
             settings.mqtt,
@@ -168,8 +170,8 @@ class EdgeAgent:
         plan = reload_plan(self.settings, new, RELOADABLE)
         top = {path.split(".")[0] for path in plan.apply}
         self.settings = self.settings.model_copy(update={name: getattr(new, name) for name in top})
-        if "detection" in top:
-            self.engine.reconfigure(self.settings.detection)
+        if "detection" in top or "kinds" in top:
+            self.engine.reconfigure(self.settings.detection, self.settings.profiles())
         if "log" in top:
             configure_logging(level=self.settings.log.level, fmt=self.settings.log.format)
         if plan.restart_needed:
@@ -295,6 +297,14 @@ class EdgeAgent:
         started = time.perf_counter()
         out = self.engine.process(tel, tel.ts)
         self.metrics.detector_latency.observe(time.perf_counter() - started)
+        refusal = self.engine.last_refusal
+        if refusal is not None:
+            # A kind with no profile, or no room for a new asset: dead-lettered with the reason, never scored.
+            topic = self.topics.asset(tel.site, tel.asset, AssetChannel.TELEMETRY)
+            letter = DeadLetter.build(reason=refusal.reason, detail=refusal.detail, topic=topic,
+                                      payload=tel.to_json(), received_at=self._clock())
+            m.dead_lettered.labels(reason=refusal.reason).inc()
+            self._dead_letter(Rejected(topic=self.topics.deadletter_for(topic), letter=letter))
         return out
 
     def _store(self, outputs: Iterable[AlertEvent | AssetState]) -> None:
