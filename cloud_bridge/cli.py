@@ -1,10 +1,15 @@
 """``cloud-bridge``: run the bridge, or inspect and repair its outbox.
 
-    cloud-bridge [--config FILE] run                       (until SIGTERM; SIGHUP reloads the config)
-    cloud-bridge [--config FILE] doctor [--offline]        (check config and surroundings; print fixes)
-    cloud-bridge [--config FILE] outbox list [--dead] [--limit N]
-    cloud-bridge [--config FILE] outbox retry [ID ...]     (dead letters back into the queue; all without IDs)
-    cloud-bridge [--config FILE] outbox purge [ID ...]     (delete dead letters; all without IDs)
+    cloud-bridge run [--config FILE]                       (until SIGTERM; SIGHUP reloads the config)
+    cloud-bridge check-config [--config FILE]              (validate the config and every file it names)
+    cloud-bridge doctor [--offline]                        (check config and surroundings; print fixes)
+    cloud-bridge outbox list [--dead] [--limit N]
+    cloud-bridge outbox retry [ID ...]                     (dead letters back into the queue; all without IDs)
+    cloud-bridge outbox purge [ID ...]                     (delete dead letters; all without IDs)
+
+``--config`` goes before or after the sub-command; without it ``PDM_CONFIG``, else
+``/etc/pdm-edge/cloud-bridge.toml``. Exit status: 0 ok, 1 failure, 2 configuration error (names the
+field and the fix), 64 usage error (:mod:`pdm_common.cli`).
 
 Other subcommands plug in through :data:`SUBCOMMANDS` (a list of ``add_parser(subparsers)`` registrars).
 
@@ -32,16 +37,20 @@ from cloud_bridge import doctor
 from cloud_bridge.config import BridgeSettings
 from cloud_bridge.errors import BridgeError, OutboxError, RegistryError
 from pdm_common import __version__
+from pdm_common.cli import EXIT_CONFIG, EXIT_FAILURE, ServiceParser, add_config_option, config_location
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.metrics import start_metrics_server
-from pdm_common.settings import load_settings, resolve_config_path
+from pdm_common.preflight import preflight, raise_problems
+from pdm_common.settings import ConfigLocation, load_settings
 from pdm_common.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
     from cloud_bridge.app import BridgeApp
 
-__all__ = ["SUBCOMMANDS", "main"]
+__all__ = ["SERVICE", "SUBCOMMANDS", "bridge_preflight", "main"]
+
+SERVICE = "cloud-bridge"
 
 _log = get_logger(__name__)
 
@@ -50,7 +59,32 @@ Registrar = Callable[[Any], None]
 
 
 def _settings(args: argparse.Namespace) -> BridgeSettings:
-    return load_settings(BridgeSettings, resolve_config_path(args.config))
+    return load_settings(BridgeSettings, config_location(args, SERVICE).path)
+
+
+def bridge_preflight(settings: BridgeSettings, config: Path | None, *, for_unit: bool, timeout_s: float = 5.0) -> None:
+    """Raise :class:`ConfigError` naming every file, certificate, directory or login ``run`` would trip on.
+
+    Args:
+        settings: the loaded settings.
+        config: the file they came from (for the message).
+        for_unit: read ``/run/credentials/…`` paths from the installed unit's ``LoadCredential=``
+            sources (``check-config`` from a shell); ``run`` reads them as configured.
+        timeout_s: bound of the PostgreSQL login (postgres backend only).
+
+    Raises:
+        ConfigError: a file is missing or unreadable, a certificate does not load, the outbox
+            directory is not writable, or PostgreSQL refused the user or has no such database.
+        OutboxError: PostgreSQL cannot be reached (may pass: systemd restarts the service).
+    """
+    resolve = doctor.credential_map_of(settings) if for_unit else None
+    raise_problems(preflight(settings, directories=doctor.directories(settings), resolve=resolve), config)
+    if settings.outbox.backend == "postgres" and not for_unit:
+        problem = doctor.probe_postgres(settings.outbox.resolved_dsn() or "", timeout_s=timeout_s)
+        if problem is not None and problem.part != "host":
+            raise ConfigError(f"[outbox] PostgreSQL: {problem.detail}. Fix: {problem.fix}.")
+        if problem is not None:
+            raise OutboxError(f"{problem.detail}; {problem.fix} (systemd retries)")
 
 
 LOOP_PERIOD_S = 1.0
@@ -81,9 +115,12 @@ class _Signals:
 def _run(args: argparse.Namespace) -> int:
     from cloud_bridge.app import BridgeApp
 
-    path = resolve_config_path(args.config)
+    location = config_location(args, SERVICE)
+    path = location.path
     settings = load_settings(BridgeSettings, path)
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(level=settings.log.level, fmt=settings.log.format)
+    _log.info("config.loaded", path=str(path), origin=location.origin)
+    bridge_preflight(settings, path, for_unit=False)
     signals = _Signals()
     with ExitStack() as stack:
         app = BridgeApp(settings)
@@ -182,9 +219,21 @@ def _outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    location: ConfigLocation = config_location(args, SERVICE)
+    settings = load_settings(BridgeSettings, location.path)
+    bridge_preflight(settings, location.path, for_unit=True)
+    print(f"configuration OK ({location.path}, from {location.origin}): {len(settings.desks)} desks "
+          f"({', '.join(sorted(settings.desks))}), broker={settings.mqtt.host}:{settings.mqtt.port}, "
+          f"outbox={settings.outbox.backend}")
+    return 0
+
+
 def _add_run(sub: Any) -> None:
     p = sub.add_parser("run", help="consume alerts and deliver tickets until SIGTERM")
     p.set_defaults(func=_run)
+    check = sub.add_parser("check-config", help="validate the configuration and the files it names, then exit")
+    check.set_defaults(func=_check_config)
 
 
 def _add_outbox(sub: Any) -> None:
@@ -201,12 +250,15 @@ SUBCOMMANDS: list[Registrar] = [_add_run, _add_outbox, doctor.add_parser]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cloud-bridge", description="pdm-edge cloud bridge: alerts to service desks")
+    parser = ServiceParser(prog="cloud-bridge", description="pdm-edge cloud bridge: alerts to service desks",
+                           epilog="exit status: 0 ok, 1 failure, 2 configuration error, 64 usage error")
     parser.add_argument("--version", action="version", version=f"cloud-bridge {__version__}")
-    parser.add_argument("--config", help="TOML config file (default: $PDM_CONFIG)")
+    add_config_option(parser, service=SERVICE, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True)
     for register in SUBCOMMANDS:
         register(sub)
+    for command in sub.choices.values():
+        add_config_option(command, service=SERVICE, top_level=False)
     return parser
 
 
@@ -217,10 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as exc:
         print(f"cloud-bridge: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except BridgeError as exc:
         print(f"cloud-bridge: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

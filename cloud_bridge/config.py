@@ -9,6 +9,7 @@ TOML layout (see ``config/cloud-bridge.example.toml``)::
     [retry]           backoff, attempts, circuit breaker
     [sla]             response hours per priority, warning threshold, holidays, time zone
     [metrics]         the Prometheus endpoint (localhost by default)
+    [log]             level and line format (pdm_common.logs.LogSettings, as in the agent)
 
 Secrets (desk tokens, HMAC secrets, the PostgreSQL DSN) are ``SecretStr`` or ``*_file`` paths and
 are never logged; ``repr`` of the settings shows them as ``**********``.
@@ -35,6 +36,7 @@ from pydantic import (
 )
 
 from pdm_common.contracts import NAME_PATTERN
+from pdm_common.logs import LogSettings
 from pdm_common.metrics import DEFAULT_METRICS_HOST
 from pdm_common.mqtt import MqttSettings
 from pdm_common.settings import ServiceSettings
@@ -229,8 +231,8 @@ class BridgeSettings(ServiceSettings):
         default_factory=lambda: (socket.gethostname().split(".")[0] or "bridge")[:64],
         description="stable name of this replica (lease owner, MQTT client id)",
     )
-    registry_path: Path = Field(Path("/etc/pdm/assets.toml"), description="asset registry TOML")
-    fault_actions_path: Path = Field(Path("/etc/pdm/fault-actions.toml"), description="parts and checks per fault")
+    registry_path: Path = Field(Path("/etc/pdm-edge/assets.toml"), description="asset registry TOML")
+    fault_actions_path: Path = Field(Path("/etc/pdm-edge/fault-actions.toml"), description="parts and checks per fault")
     dashboard_url: str = Field(
         "https://dashboard.example.com/assets/{site}/{asset}", description="asset dashboard link; {site} {asset}"
     )
@@ -242,8 +244,7 @@ class BridgeSettings(ServiceSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     sla: SlaSettings = Field(default_factory=SlaSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
-    log_level: str = Field("info", description="debug, info, warning or error")
-    log_format: Literal["kv", "json"] = Field("kv", description="kv (key=value) or json")
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("desks")
     @classmethod

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from edge_agent import checkpoint
+from edge_agent import checkpoint, keyfiles
+from edge_agent.commands import sign_alert
 from edge_agent.config import AgentSettings
 from edge_agent.doctor import health
 from edge_agent.engine import DetectionEngine
@@ -105,6 +106,10 @@ class EdgeAgent:
         self._next_tick = 0.0
         self._main_beat = time.monotonic()
         self._metrics_server: MetricsServer | None = None
+        self.metrics_url: str | None = None
+        """Where the metrics endpoint is (or was) served; with ``port = 0`` the port is picked at start."""
+        self.commands = keyfiles.command_gate(settings)
+        self.signer = keyfiles.alert_signer(settings)
 
         state_dir = settings.state_dir
         (state_dir / CHECKPOINT_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +156,7 @@ class EdgeAgent:
             self._metrics_server = start_metrics_server(
                 self.metrics.registry, host=self.settings.metrics.host, port=self.settings.metrics.port
             )
+            self.metrics_url = self._metrics_server.url
         self.mqtt.start()
 
     def request_stop(self) -> None:
@@ -212,19 +218,39 @@ class EdgeAgent:
         return self._inbound.empty() and len(self.outbox) == 0
 
     def shutdown(self) -> None:
-        """Checkpoint, say ``offline`` on the retained status, disconnect and close the outbox."""
-        self._save_checkpoint()
-        if self.mqtt.is_connected:
-            try:
-                self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
-            except MqttNotConnected:
-                _log.warning("agent.status_not_published", status="offline")
-        self.mqtt.stop()
-        self.outbox.close()
-        if self._metrics_server is not None:
-            self._metrics_server.close()
+        """Checkpoint, say ``offline`` on the retained status, disconnect and close the outbox.
+
+        Every step runs even when an earlier one failed (each failure is one log line), and the
+        metrics endpoint closes in parallel: its serving thread polls for shutdown twice a second.
+        """
+        server, self._metrics_server = self._metrics_server, None
+        closing = threading.Thread(target=server.close, name="metrics-close") if server is not None else None
+        if closing is not None:
+            closing.start()
+        self._shutdown_step("checkpoint", self._save_checkpoint)
+        self._shutdown_step("status", self._say_offline)
+        self._shutdown_step("mqtt", self.mqtt.stop)
+        self._shutdown_step("outbox", self.outbox.close)
+        if closing is not None:
+            closing.join()
         _log.info("agent.stopped", received=self.counters.received, valid=self.counters.valid,
                   dead_lettered=self.counters.dead_lettered, queue_dropped=self.queue_dropped)
+
+    @staticmethod
+    def _shutdown_step(name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:  # a failed step must not skip the others or turn SIGTERM into exit 1
+            _log.error("agent.shutdown_step_failed", step=name, error=f"{type(exc).__name__}: {exc}",
+                       action="report this with the log; state on disk is kept")
+
+    def _say_offline(self) -> None:
+        if not self.mqtt.is_connected:
+            return
+        try:
+            self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
+        except MqttNotConnected:
+            _log.warning("agent.status_not_published", status="offline")
 
     def now(self) -> datetime:
         """The agent's notion of now: wall clock, or the newest telemetry time with ``clock = "telemetry"``."""
@@ -287,8 +313,13 @@ class EdgeAgent:
             return []
         if isinstance(result, CommandReceived):
             m.received.labels(channel="cmd").inc()
-            m.valid.labels(channel="cmd").inc()
-            return self.engine.command(result.site, result.asset, result.command, self.now())
+            gated = self.commands.apply(result, self.engine, now=self.now(), wall_s=self._clock().timestamp())
+            if gated.rejected is not None:
+                m.dead_lettered.labels(reason=gated.rejected.letter.reason).inc()
+                self._dead_letter(gated.rejected)
+            else:
+                m.valid.labels(channel="cmd").inc()
+            return gated.events
         tel = result.telemetry
         m.received.labels(channel="telemetry").inc()
         m.valid.labels(channel="telemetry").inc()
@@ -314,7 +345,8 @@ class EdgeAgent:
             if isinstance(ev, AlertEvent):
                 alerts = True
                 topic = self.topics.asset(ev.site, ev.asset, AssetChannel.ALERT)
-                entries.append(OutboxEntry(topic, ev.to_json(), 1, False, ev.event.value))
+                signed = sign_alert(ev, self.signer, int(self._clock().timestamp()))
+                entries.append(OutboxEntry(topic, signed.to_json(), 1, False, ev.event.value))
                 _log.info("alert.event", alert_id=ev.alert_id, alert_event=ev.event.value, event_seq=ev.event_seq,
                           severity=ev.severity.value, fault=ev.probable_fault.code)
             else:

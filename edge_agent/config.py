@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from edge_agent.commands import CommandSettings, SigningSettings
 from edge_agent.detection.settings import DETECTOR_NAMES, DetectionSettings
 from pdm_common.contracts import KIND_PATTERN, NAME_PATTERN
 from pdm_common.errors import ProfileError
+from pdm_common.logs import LogSettings
 from pdm_common.mqtt import MqttSettings
 from pdm_common.profiles import ProfileRegistry, parse_declarations
 from pdm_common.settings import ServiceSettings
@@ -22,15 +24,6 @@ __all__ = ["AgentSettings", "LogSettings", "MetricsSettings"]
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 
 
-class LogSettings(BaseModel):
-    """Log level and line format."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="debug, info, warning or error")
-    format: Literal["kv", "json"] = Field("kv", description="kv (key=value) or json, one event per line")
-
-
 class MetricsSettings(BaseModel):
     """The Prometheus endpoint."""
 
@@ -38,7 +31,7 @@ class MetricsSettings(BaseModel):
 
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: str = Field("127.0.0.1", description="bind address; keep it on localhost unless a firewall guards it")
-    port: int = Field(9108, ge=1, le=65535, description="TCP port of the metrics endpoint")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port of the metrics endpoint; 0 picks a free one (tests)")
 
 
 class AgentSettings(ServiceSettings):
@@ -73,6 +66,8 @@ class AgentSettings(ServiceSettings):
         description="machine kinds beyond heat_pump and pump (or additions to them): channels, operating "
         "condition, faults, detector, per-asset channels; see config/edge-agent.example.toml [kinds]",
     )
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 

@@ -1,6 +1,7 @@
 """``edge-agent doctor``: check a gateway's configuration and surroundings; say what to fix.
 
-Checks: config loads; broker password credential; TLS files and their expiry; broker reachable,
+Checks: config loads; every file it names is readable, certificates load, the state directory is
+writable (:mod:`pdm_common.preflight`); broker password credential; TLS files and their expiry; broker reachable,
 TLS handshake, login; clock; free disk for the outbox; outbox integrity; checkpoints. Exit status
 1 when any check fails. :func:`health` is the cheap local subset the agent publishes in its
 retained ``GatewayStatus.health`` every ``status_interval_s``.
@@ -23,8 +24,10 @@ from pdm_common.doctor import (
     check_certificates,
     check_clock_at,
     check_disk_at,
+    check_files,
     check_secret_file,
     check_sqlite,
+    credential_map,
     fail,
     health_summary,
     mqtt_for_doctor,
@@ -35,7 +38,7 @@ from pdm_common.doctor import (
 )
 from pdm_common.mqtt import MqttSettings
 
-__all__ = ["add_parser", "agent_checks", "check_checkpoints", "health"]
+__all__ = ["add_parser", "agent_checks", "check_checkpoints", "credential_map_of", "directories", "health"]
 
 UNIT = "pdm-edge-agent.service"
 OUTBOX_FILE = "outbox.sqlite3"
@@ -57,6 +60,16 @@ def check_checkpoints(directory: Path) -> CheckResult:
         return warn("checkpoints", f"interrupted writes left behind: {', '.join(partial[:5])}",
                     f"delete them from {directory} (the previous checkpoint is intact); check free disk")
     return ok("checkpoints", f"{len(files)} checkpoint files in {directory}")
+
+
+def directories(settings: AgentSettings) -> list[tuple[str, Path]]:
+    """Directories the agent writes: the state directory and its checkpoints."""
+    return [("state_dir", settings.state_dir), ("state_dir", settings.state_dir / CHECKPOINT_DIR)]
+
+
+def credential_map_of(settings: AgentSettings, root: Path = Path("/")) -> dict[Path, Path]:
+    """Configured credential paths → the installed unit's ``LoadCredential=`` sources."""
+    return credential_map(settings, UNIT, unit_credentials(root / Layout().unit))
 
 
 def _local_checks(settings: AgentSettings, now: datetime, mqtt: MqttSettings) -> list[tuple[str, Check]]:
@@ -83,7 +96,9 @@ def agent_checks(settings: AgentSettings, *, now: datetime, network: bool = True
         root: where the installed unit lives (its LoadCredential= sources map credential paths).
     """
     mqtt = mqtt_for_doctor(settings.mqtt, UNIT, unit_credentials(root / Layout().unit))
-    checks: list[tuple[str, Check]] = []
+    resolve = credential_map_of(settings, root)
+    checks: list[tuple[str, Check]] = [
+        ("files", lambda: check_files(settings, directories=directories(settings), resolve=resolve))]
     if mqtt.username is not None and mqtt.password_file is not None:
         password_file = mqtt.password_file
         checks.append(("credentials", lambda: check_secret_file("credentials.mqtt", password_file)))
@@ -105,6 +120,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_doctor_command(
         subparsers,
         model=AgentSettings,
+        service="edge-agent",
         checks=lambda s, now, network, timeout_s: agent_checks(s, now=now, network=network, timeout_s=timeout_s),
         describe=lambda s: f"gateway={s.gateway} site={s.site}",
         help_text="check config, broker, TLS, clock, disk and state; print fixes",

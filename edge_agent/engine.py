@@ -27,16 +27,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from edge_agent.commands import DEFAULT_MAX_SNOOZE_H
 from edge_agent.detection.detector import AssetDetector, Finding
 from edge_agent.detection.plan import plan_for
 from edge_agent.detection.settings import DetectionSettings
+from edge_agent.errors import CommandRefused
 from edge_agent.lifecycle.machine import AlertTrack, Emit, Summary, TrackPolicy
 from pdm_common.contracts import (
+    MAX_COMMAND_RECORDS,
     AgentInfo,
     AlertEvent,
+    AlertStatus,
     AssetState,
     Command,
     CommandName,
+    CommandOutcome,
+    CommandRecord,
     Contributor,
     EventType,
     FaultGuess,
@@ -46,8 +52,11 @@ from pdm_common.contracts import (
     SensorHealth,
     SensorStatus,
     Severity,
+    Snooze,
     Telemetry,
     TimeToFailure,
+    format_ts,
+    site_of_alert_id,
 )
 from pdm_common.logs import get_logger
 from pdm_common.profiles import SENSOR_FAULT, UNCLASSIFIED, ProfileRegistry
@@ -123,6 +132,8 @@ class _Asset:
     score: float = 0.0
     noted: str | None = None
     _finding: Finding | None = None
+    # A class-level default (not a factory): engines pickled before the audit trail existed load with an empty one.
+    commands: tuple[CommandRecord, ...] = ()
 
     def tracks(self) -> list[tuple[str, AlertTrack]]:
         return [(MACHINE, self.machine), *self.sensors.items()]
@@ -253,17 +264,36 @@ class DetectionEngine:
             out.append(self._state(a, now))
         return out
 
-    def command(self, site: str, asset: str, cmd: Command, now: datetime) -> list[AlertEvent | AssetState]:
-        """Apply a service command (snooze, serviced, reset_baseline) to one asset's alerts."""
+    def command(
+        self, site: str, asset: str, cmd: Command, now: datetime, *, key_id: str | None = None,
+        max_snooze: timedelta = timedelta(hours=DEFAULT_MAX_SNOOZE_H),
+    ) -> list[AlertEvent | AssetState]:
+        """Apply an authenticated service command (snooze, serviced, reset_baseline) to one asset's alerts.
+
+        The command, accepted or refused, is recorded in the asset's audit trail
+        (``AssetState.commands``). Authentication is the caller's (:mod:`edge_agent.commands`).
+
+        Args:
+            key_id: the key that verified the command's signature (recorded; None when unsigned).
+            max_snooze: the longest snooze accepted, from ``now``.
+
+        Raises:
+            CommandRefused: ``unknown_asset``, ``alert_id_mismatch`` (the id names another asset),
+                ``unknown_alert``, ``no_active_alert`` (snooze), ``snooze_in_past`` or
+                ``snooze_beyond_horizon``.
+        """
         a = self._assets.get((site, asset))
         if a is None:
-            _log.info("command.unknown_asset", site=site, asset=asset, command=cmd.command.value)
-            return []
-        targets = [(k, t) for k, t in a.tracks() if cmd.alert_id is None or t.alert_id == cmd.alert_id]
+            raise CommandRefused("unknown_asset", f"no telemetry seen from {site}/{asset} on this gateway")
+        try:
+            targets = self._command_targets(a, cmd, now, max_snooze)
+        except CommandRefused as refusal:
+            self._audit(a, CommandRecord.of(cmd, at=now, key_id=key_id, reason=refusal.reason))
+            raise
         out: list[AlertEvent | AssetState] = []
         for key, track in targets:
             if cmd.command is CommandName.SNOOZE and cmd.until is not None:
-                emits = track.snooze(cmd.until, now)
+                emits = track.snooze(cmd.until, now, issued_by=cmd.issued_by, key_id=key_id)
             elif cmd.command is CommandName.SERVICED:
                 emits = track.serviced(now)
                 if key == MACHINE:
@@ -274,9 +304,49 @@ class DetectionEngine:
         if cmd.command is CommandName.RESET_BASELINE:
             a.detector.reset()
             a.sensors.clear()
-        _log.info("command.applied", site=site, asset=asset, command=cmd.command.value, events=len(out))
+        self._audit(a, CommandRecord.of(cmd, at=now, key_id=key_id, reason=None))
         out.append(self._state(a, now))
         return out
+
+    def record_command(self, site: str, asset: str, record: CommandRecord) -> None:
+        """Add a command refused before it reached the engine (bad signature) to the asset's audit trail.
+
+        No state is published for it (a flood of forged commands must not become a flood of
+        retained-state writes); the next state carries the trail.
+        """
+        a = self._assets.get((site, asset))
+        if a is not None:
+            self._audit(a, record)
+
+    @staticmethod
+    def _command_targets(a: _Asset, cmd: Command, now: datetime, max_snooze: timedelta) -> list[tuple[str, AlertTrack]]:
+        targets = a.tracks()
+        if cmd.alert_id is not None:
+            if site_of_alert_id(cmd.alert_id) != (a.site, a.asset):
+                raise CommandRefused("alert_id_mismatch", f"alert {cmd.alert_id} is not one of {a.site}/{a.asset}'s")
+            targets = [(k, t) for k, t in targets if t.alert_id == cmd.alert_id]
+            if not targets:
+                raise CommandRefused("unknown_alert", f"{a.site}/{a.asset} has no alert {cmd.alert_id}")
+        if cmd.command is CommandName.SNOOZE and cmd.until is not None:
+            if cmd.until <= now:
+                raise CommandRefused("snooze_in_past", f"until {format_ts(cmd.until)} is not after now")
+            if cmd.until - now > max_snooze:
+                raise CommandRefused("snooze_beyond_horizon", f"until {format_ts(cmd.until)} is more than "
+                                     f"{max_snooze.total_seconds() / 3600:g} h ahead ([commands] max_snooze_h)")
+            targets = [(k, t) for k, t in targets if t.active]
+            if not targets:
+                raise CommandRefused("no_active_alert", f"{a.site}/{a.asset} has no open alert to snooze")
+        return targets
+
+    @staticmethod
+    def _audit(a: _Asset, record: CommandRecord) -> None:
+        # Refused entries are capped at half the trail, so a flood of forged commands cannot push the
+        # accepted ones (what an investigator needs) out of the retained state.
+        trail = [*a.commands, record]
+        while len(trail) > MAX_COMMAND_RECORDS:
+            refused = [i for i, r in enumerate(trail) if r.outcome is CommandOutcome.REFUSED]
+            del trail[refused[0] if len(refused) > MAX_COMMAND_RECORDS // 2 else 0]
+        a.commands = tuple(trail)
 
     def tick(self, now: datetime) -> list[AlertEvent | AssetState]:
         """Time-driven transitions: snooze expiry, healthy-period deadlines, silent assets."""
@@ -492,10 +562,16 @@ class DetectionEngine:
             sensor_health=health,
             operating_context={k: round(v, 3) for k, v in det.context.items()},
             recent=recent,
-            model=ModelInfo(name=det.detector_name, version=MODEL_VERSION,
-                            samples_seen=det.samples_seen),
+            snooze=self._snooze(track) if emit.status is AlertStatus.SNOOZED else None,
+            model=ModelInfo(name=det.detector_name, version=MODEL_VERSION, samples_seen=det.samples_seen),
             agent=AgentInfo(gateway=self.gateway, version=self.agent_version),
         )
+
+    @staticmethod
+    def _snooze(track: AlertTrack) -> Snooze | None:
+        if track.snoozed_until is None:
+            return None
+        return Snooze(until=track.snoozed_until, issued_by=track.snoozed_by, key_id=track.snoozed_key_id)
 
     def _state_changed(self, a: _Asset) -> bool:
         key = (
@@ -526,4 +602,5 @@ class DetectionEngine:
             warmup_progress=det.warmup_progress(ts.timestamp()),
             samples_seen=det.samples_seen,
             sensor_health=health,
+            commands=list(a.commands),
         )

@@ -2,6 +2,7 @@
 
     EdgeAgentError
     ├── CheckpointError    a model checkpoint cannot be written (retryable: disk full, permissions)
+    ├── CommandRefused     a command is not applied (unsigned, stale, unknown alert, snooze out of bounds)
     └── OutboxError        the durable outbox failed (retryable: locked/busy; permanent: corrupt file)
 
 A checkpoint that cannot be *read* is not an error: :func:`edge_agent.checkpoint.load` logs it and
@@ -10,7 +11,7 @@ returns ``None`` so the assets re-warm instead of the agent crash-looping.
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "EdgeAgentError", "OutboxError"]
+__all__ = ["CheckpointError", "CommandRefused", "EdgeAgentError", "OutboxError"]
 
 
 class EdgeAgentError(Exception):
@@ -19,6 +20,15 @@ class EdgeAgentError(Exception):
 
 class CheckpointError(EdgeAgentError):
     """Writing a checkpoint failed; the previous checkpoint on disk is left intact."""
+
+
+class CommandRefused(EdgeAgentError):
+    """A command the agent will not apply; ``reason`` is its dead-letter reason (docs/contracts.md)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class OutboxError(EdgeAgentError):

@@ -27,11 +27,14 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class CommandReceived:
-    """A valid command for one asset."""
+    """A well-formed command for one asset; :class:`edge_agent.commands.CommandGate` decides whether
+    it is applied (``topic`` and ``payload`` are kept for the dead letter of a refusal)."""
 
     site: str
     asset: str
     command: Command
+    topic: str = ""
+    payload: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ def ingest(topics: Topics, topic: str, payload: bytes, now: datetime) -> IngestR
         if parsed.channel is AssetChannel.TELEMETRY:
             return Accepted(Telemetry.from_wire(parsed.site, parsed.asset, payload))
         if parsed.channel is AssetChannel.CMD:
-            return CommandReceived(parsed.site, parsed.asset, Command.from_json(payload, max_bytes=MAX_COMMAND_BYTES))
+            cmd = Command.from_json(payload, max_bytes=MAX_COMMAND_BYTES)
+            return CommandReceived(parsed.site, parsed.asset, cmd, topic, payload)
         raise ContractError("unexpected_channel", f"the agent does not consume {parsed.channel.value} messages")
     except ContractError as err:
         return _reject(topics, topic, payload, now, err)

@@ -7,13 +7,18 @@ checkpoints) and logs are kept. ``uninstall`` removes the unit and keeps data un
 
 Layout on the gateway (all below ``--root``, default ``/``)::
 
-    usr/lib/sysusers.d/pdm-edge.conf            system user pdm-edge (created by systemd-sysusers)
-    etc/systemd/system/pdm-edge-agent.service   the unit, ExecStart pointing at --bin-dir
-    etc/pdm-edge-agent/edge-agent.toml          config from the example, never overwritten
-    etc/pdm-edge-agent/edge-agent.example.toml  the current example, to diff after an upgrade
-    etc/pdm-edge-agent/credentials/             root-only; mqtt-password loaded by LoadCredential=
-    var/lib/pdm-edge-agent/                     state: outbox.sqlite3, checkpoints/
-    var/log/pdm-edge-agent/                     LogsDirectory=
+    usr/lib/sysusers.d/pdm-edge.conf              system user pdm-edge (created by systemd-sysusers)
+    etc/systemd/system/pdm-edge-agent.service     the unit, ExecStart pointing at --bin-dir
+    etc/pdm-edge/edge-agent.toml                  config from the example, never overwritten
+    etc/pdm-edge/edge-agent.example.toml          the current example, to diff after an upgrade
+    etc/pdm-edge/credentials/edge-agent/          root-only; each file F reaches the unit as
+                                                  /run/credentials/pdm-edge-agent.service/secret_F
+    var/lib/pdm-edge-agent/                       state: outbox.sqlite3, checkpoints/
+    var/log/pdm-edge-agent/                       LogsDirectory=
+
+The unit and the example config come from the installed package's data (``share/pdm-edge/`` of
+the environment, put there by the wheel) or from a checkout/unpacked sdist (``systemd/``,
+``config/``); ``--source DIR`` names another such directory.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ class Layout:
 
     unit: Path = Path("etc/systemd/system") / UNIT_NAME
     sysusers: Path = Path("usr/lib/sysusers.d/pdm-edge.conf")
-    config_dir: Path = Path("etc/pdm-edge-agent")
+    config_dir: Path = Path("etc/pdm-edge")
     state_dir: Path = Path("var/lib/pdm-edge-agent")
     logs_dir: Path = Path("var/log/pdm-edge-agent")
 
@@ -82,12 +87,12 @@ class Layout:
 
     @property
     def credentials(self) -> Path:
-        """Directory of files handed to the unit by ``LoadCredential=``."""
-        return self.config_dir / "credentials"
+        """Directory of files handed to the unit by ``LoadCredential=secret:<this directory>``."""
+        return self.config_dir / "credentials" / "edge-agent"
 
     @property
     def mqtt_password(self) -> Path:
-        """The broker password credential."""
+        """The broker password credential (``/run/credentials/pdm-edge-agent.service/secret_mqtt-password``)."""
         return self.credentials / "mqtt-password"
 
 
@@ -158,6 +163,7 @@ def install_plan(*, unit_text: str, example_config: bytes, bin_dir: Path, system
         MakeDir(Path("etc"), None),  # systemd-sysusers needs {root}/etc for its lock file
         Run(("systemd-sysusers", "--root={root}", f"{{root}}/{layout.sysusers}")),
         MakeDir(layout.config_dir, 0o755),
+        MakeDir(layout.credentials.parent, 0o700),
         MakeDir(layout.credentials, 0o700),
         WriteFile(layout.example, example_config, 0o644),
         WriteFile(layout.config, example_config, 0o640, owner=f"root:{USER}", keep_existing=True),
@@ -187,8 +193,8 @@ def uninstall_plan(*, purge: bool, systemctl: bool, root_is_host: bool, layout: 
     if systemctl and root_is_host:
         steps.append(_systemctl(True, "daemon-reload"))
     if purge:
-        steps += [Remove(layout.config_dir), Remove(layout.state_dir), Remove(layout.logs_dir),
-                  Remove(layout.sysusers)]
+        steps += [Remove(layout.config), Remove(layout.example), Remove(layout.credentials),
+                  Remove(layout.state_dir), Remove(layout.logs_dir), Remove(layout.sysusers)]
     return steps
 
 
@@ -264,8 +270,15 @@ def _lookup(table: Path, name: str) -> int:
 
 
 def _source_dir() -> Path:
-    """The checkout or unpacked sdist this module runs from (holds systemd/ and config/)."""
-    return Path(__file__).resolve().parent.parent
+    """Where the unit and example config are: the package data of this environment, else the checkout.
+
+    The wheel installs ``systemd/`` and ``config/`` as data files below ``{sys.prefix}/share/pdm-edge``;
+    a checkout or an unpacked sdist has them next to the packages.
+    """
+    for candidate in (Path(sys.prefix) / "share" / "pdm-edge", Path(__file__).resolve().parent.parent):
+        if (candidate / "systemd" / UNIT_NAME).is_file():
+            return candidate
+    return Path(sys.prefix) / "share" / "pdm-edge"
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
@@ -275,15 +288,15 @@ def _cmd_install(args: argparse.Namespace) -> int:
         example = (source / "config" / "edge-agent.example.toml").read_bytes()
         password = args.mqtt_password_file.read_bytes() if args.mqtt_password_file else None
     except OSError as exc:
-        print(f"edge-agent install: {exc}. Fix: pass --source DIR (a pdm-edge checkout or sdist)", file=sys.stderr)
+        print(f"edge-agent install: {exc}. Fix: reinstall the pdm-edge wheel (it carries share/pdm-edge/), or "
+              "pass --source DIR (a pdm-edge checkout or unpacked sdist)", file=sys.stderr)
         return 1
     root: Path = args.root
     steps = install_plan(unit_text=unit_text, example_config=example, bin_dir=args.bin_dir,
                          systemctl=not args.no_systemctl, root_is_host=root.resolve() == Path("/"),
                          mqtt_password=password)
-    return _run(steps, root, "installed; next: edit /etc/pdm-edge-agent/edge-agent.toml, put the broker "
-                "password in /etc/pdm-edge-agent/credentials/mqtt-password, run `edge-agent doctor`, "
-                "then `systemctl start pdm-edge-agent`")
+    return _run(steps, root, f"installed; next: edit /{Layout().config}, put the broker password in "
+                f"/{Layout().mqtt_password}, run `edge-agent doctor`, then `systemctl start pdm-edge-agent`")
 
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
@@ -315,7 +328,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     install.add_argument("--bin-dir", type=Path, default=Path(sys.executable).parent,
                          help="directory with the edge-agent script (default: this Python's bin)")
     install.add_argument("--source", type=Path, default=_source_dir(),
-                         help="pdm-edge checkout or sdist with systemd/ and config/")
+                         help="directory with systemd/ and config/ (default: this package's data, else the checkout)")
     install.add_argument("--mqtt-password-file", type=Path, help="copy this file into the broker password credential")
     install.set_defaults(func=_cmd_install)
     uninstall = subparsers.add_parser("uninstall", parents=[common], help="remove the service (keeps data)")

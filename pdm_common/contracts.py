@@ -42,6 +42,7 @@ __all__ = [
     "KIND_PATTERN",
     "MAX_ALERT_BYTES",
     "MAX_COMMAND_BYTES",
+    "MAX_COMMAND_RECORDS",
     "MAX_EVENT_SEQ",
     "MAX_METRICS",
     "MAX_METRIC_ABS",
@@ -55,6 +56,8 @@ __all__ = [
     "Auth",
     "Command",
     "CommandName",
+    "CommandOutcome",
+    "CommandRecord",
     "Contributor",
     "DeadLetter",
     "EventType",
@@ -66,6 +69,7 @@ __all__ = [
     "SensorHealth",
     "SensorStatus",
     "Severity",
+    "Snooze",
     "Telemetry",
     "TimeToFailure",
     "decode_json",
@@ -190,6 +194,13 @@ class CommandName(StrEnum):
     SERVICED = "serviced"
     RESET_BASELINE = "reset_baseline"
     SNOOZE = "snooze"
+
+
+class CommandOutcome(StrEnum):
+    """What the agent did with a command (its audit trail, :class:`CommandRecord`)."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
 
 
 def parse_ts(value: object) -> datetime:
@@ -523,6 +534,18 @@ def site_of_alert_id(alert_id: str) -> tuple[str, str] | None:
     return site, asset
 
 
+class Snooze(_Timestamped):
+    """Who snoozed an alert and until when (carried by the ``updated`` event with status ``snoozed``).
+
+    ``issued_by`` is the person or system the command named (``desk:zendesk:agent-4711``); ``key_id``
+    the key that signed it (None only on an agent that accepts unsigned commands).
+    """
+
+    until: datetime
+    issued_by: ShortText | None = None
+    key_id: Name | None = None
+
+
 class AlertEvent(_Signable):
     """One event in the life of an alert (topic ``{prefix}/{site}/{asset}/alert``, QoS 1).
 
@@ -551,6 +574,7 @@ class AlertEvent(_Signable):
     sensor_health: list[SensorHealth] = Field(default_factory=list, max_length=MAX_METRICS)
     operating_context: dict[MetricName, Finite] = Field(default_factory=dict, max_length=32)
     recent: list[MetricSeries] = Field(default_factory=list, max_length=8)
+    snooze: Snooze | None = None
     model: ModelInfo
     agent: AgentInfo
 
@@ -570,8 +594,48 @@ class AlertEvent(_Signable):
         return self.probable_fault.code == "sensor_fault"
 
 
+MAX_COMMAND_RECORDS = 16
+"""Commands kept in an asset's retained state: the last few weeks of a desk's snoozes and services."""
+
+
+class CommandRecord(_Timestamped):
+    """One command the agent received for an asset, accepted or refused with the reason (audit trail).
+
+    ``reason`` is the dead-letter reason of a refusal (``signature_missing``, ``snooze_beyond_horizon``
+    …, docs/contracts.md); ``key_id`` the key that verified, ``issued_by`` who the command named.
+    """
+
+    at: datetime
+    command: CommandName
+    outcome: CommandOutcome
+    reason: Annotated[str, StringConstraints(max_length=64)] | None = None
+    key_id: Name | None = None
+    issued_by: ShortText | None = None
+    alert_id: AlertId | None = None
+    until: datetime | None = None
+    msg_id: MessageId | None = None
+
+    @classmethod
+    def of(cls, cmd: Command, *, at: datetime, key_id: str | None, reason: str | None) -> CommandRecord:
+        """The audit entry of ``cmd``: accepted when ``reason`` is None, else refused for ``reason``.
+
+        ``key_id`` is the key that verified; without one, the key the command claims (if any) is kept.
+        """
+        return cls(
+            at=at, command=cmd.command,
+            outcome=CommandOutcome.ACCEPTED if reason is None else CommandOutcome.REFUSED, reason=reason,
+            key_id=key_id if key_id is not None else (cmd.auth.key_id if cmd.auth else None),
+            issued_by=cmd.issued_by, alert_id=cmd.alert_id, until=cmd.until,
+            msg_id=cmd.auth.msg_id if cmd.auth else None,
+        )
+
+
 class AssetState(_Timestamped):
-    """Retained per-asset state (topic ``{prefix}/{site}/{asset}/state``)."""
+    """Retained per-asset state (topic ``{prefix}/{site}/{asset}/state``).
+
+    ``commands`` is the asset's audit trail: its most recent commands (at most
+    :data:`MAX_COMMAND_RECORDS`), accepted and refused, newest last.
+    """
 
     site: Name
     asset: Name
@@ -582,6 +646,7 @@ class AssetState(_Timestamped):
     warmup_progress: Unit
     samples_seen: Count
     sensor_health: list[SensorHealth] = Field(default_factory=list, max_length=MAX_METRICS)
+    commands: list[CommandRecord] = Field(default_factory=list, max_length=MAX_COMMAND_RECORDS)
 
 
 class Command(_Signable):

@@ -25,10 +25,13 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.mqtt import MqttClient, MqttSettings, TlsSettings
-from pdm_common.settings import ServiceSettings, load_settings, resolve_config_path
+from pdm_common.preflight import file_fields, preflight
+from pdm_common.settings import ServiceSettings, load_settings, locate_config
 
 __all__ = [
     "CERT_WARN_DAYS",
@@ -41,8 +44,10 @@ __all__ = [
     "check_clock_at",
     "check_disk",
     "check_disk_at",
+    "check_files",
     "check_secret_file",
     "check_sqlite",
+    "credential_map",
     "credential_sources",
     "exit_code",
     "fail",
@@ -206,6 +211,21 @@ def check_secret_file(name: str, path: Path, *, required: bool = True) -> CheckR
     if info.st_mode & 0o077:
         return warn(name, f"{path} has mode {info.st_mode & 0o777:o}", f"chmod 600 {path}")
     return ok(name, f"{path} present ({size} bytes)")
+
+
+def credential_map(settings: BaseModel, unit: str, sources: Mapping[str, Path]) -> dict[Path, Path]:
+    """Every configured ``/run/credentials/<unit>/…`` file of ``settings`` → the source it is loaded from."""
+    mapped = {path: resolve_credential(path, unit, sources) for _field, path in file_fields(settings)}
+    return {path: source for path, source in mapped.items() if source != path}
+
+
+def check_files(settings: BaseModel, *, directories: Sequence[tuple[str, Path]],
+                resolve: Mapping[Path, Path]) -> list[CheckResult]:
+    """:func:`~pdm_common.preflight.preflight` as doctor lines: one ``fail`` per problem, else one ``ok``."""
+    problems = preflight(settings, directories=directories, resolve=resolve)
+    if not problems:
+        return [ok("files", "every configured file is readable, certificates load, directories are writable")]
+    return [fail(f"files.{p.field}", f"{p.path} {p.detail}", p.fix) for p in problems]
 
 
 def unit_credentials(unit_file: Path) -> dict[str, Path]:
@@ -449,6 +469,7 @@ def add_doctor_command(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     model: type[S],
+    service: str,
     checks: Callable[[S, datetime, bool, float], list[tuple[str, Check]]],
     describe: Callable[[S], str],
     help_text: str,
@@ -460,6 +481,7 @@ def add_doctor_command(
     Args:
         subparsers: the service's sub-command registry.
         model: the service's settings model.
+        service: ``edge-agent`` or ``cloud-bridge`` (its default config path).
         checks: builds the checks from ``(settings, now, network, timeout_s)``.
         describe: one line naming what the loaded config is about (gateway, desks …).
         help_text: the sub-command's help.
@@ -469,13 +491,13 @@ def add_doctor_command(
 
     def run(args: argparse.Namespace) -> int:
         configure_logging(level="critical")  # the report is the output; adapter warnings would repeat it
-        path = resolve_config_path(args.config)
+        location = locate_config(getattr(args, "config", None), service=service)
         try:
-            settings = load_settings(model, path)
+            settings = load_settings(model, location.path)
         except ConfigError as exc:
             results = [fail("config", str(exc), config_fix)]
         else:
-            results = [ok("config", f"{path or 'defaults + PDM_* environment'}: {describe(settings)}")]
+            results = [ok("config", f"{location.path} (from {location.origin}): {describe(settings)}")]
             results += run_checks(checks(settings, datetime.now(UTC), not args.offline, args.timeout))
         print(render(results))
         return exit_code(results)

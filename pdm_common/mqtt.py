@@ -7,6 +7,23 @@ reconnects with jittered exponential backoff from ONE supervised network thread 
 thread runs paho's ``loop()`` in short slices and stamps a heartbeat after each, so a watchdog can
 tell a wedged network loop from a broker that is merely down.
 
+Every socket operation happens on that thread. Other threads (the agent's main loop publishing
+and acknowledging) only append packets to paho's queue and wake the thread through paho's
+loopback socket pair; without ``on_socket_register_write`` paho would write to the TCP socket from
+the calling thread, racing the network thread (two threads popping and partially writing packets of
+one stream). The socket pair is closed by the network thread as it ends, under the lock that
+publishers take, so a late publish is refused (:class:`MqttNotConnected`) instead of writing to a
+closed descriptor (``OSError: [Errno 9]``, issue 13).
+
+Acknowledgements (MQTT 5.0 §4.9 flow control): with ``defer_ack=True`` the consumer acknowledges
+each QoS 1 message itself (:meth:`MqttClient.ack`) once it is processed or durably queued, and the
+client announces ``receive_maximum`` in CONNECT, so the broker never has more than that many
+unacknowledged messages in flight towards us: a slow consumer slows intake and the rest waits in
+the broker's session queue. Across a reconnect with the session resumed, the broker resends the
+unacknowledged ones with DUP set and their original packet ids (§4.4); a redelivery of a message
+the consumer still holds, or has already acknowledged on a connection that died, is recognised by
+packet id and content and not delivered a second time.
+
 Exceptions::
 
     MqttError
@@ -16,10 +33,12 @@ Exceptions::
 
 from __future__ import annotations
 
+import contextlib
 import random
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +73,8 @@ _log = get_logger(__name__)
 _AUTH_REFUSED = {0x86, 0x87, 0x8C, 4, 5}
 _LOOP_SLICE_S = 0.5
 """How long one paho ``loop()`` call may block; bounds heartbeat staleness and stop latency."""
+_DISCONNECT_FLUSH_S = 2.0
+"""Longest :meth:`MqttClient.stop` waits for queued packets and DISCONNECT to be written."""
 
 
 class MqttError(Exception):
@@ -105,6 +126,10 @@ class MqttSettings(BaseModel):
     )
     reconnect_min_s: float = Field(1.0, gt=0, description="first reconnect delay ceiling")
     reconnect_max_s: float = Field(60.0, gt=0, description="largest reconnect delay")
+    receive_maximum: int = Field(
+        100, ge=1, le=65_535,
+        description="MQTT 5 Receive Maximum: QoS 1 messages the broker may have in flight to us, unacknowledged",
+    )
     topic_prefix: str = Field(DEFAULT_PREFIX, min_length=1, description="topic prefix, default pdm/v1")
 
     @model_validator(mode="after")
@@ -124,13 +149,19 @@ class MqttSettings(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """A message as received, before any parsing."""
+    """A message as received, before any parsing.
+
+    ``mid`` and ``session`` identify it for :meth:`MqttClient.ack` (packet id, and which broker
+    session delivered it); tests and replays that build messages by hand leave them at 0.
+    """
 
     topic: str
     payload: bytes
     qos: int
     retain: bool
     received_at: datetime
+    mid: int = 0
+    session: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +177,14 @@ class WillMessage:
 class MqttClient:
     """One broker connection with a supervised reconnect loop on its own thread.
 
-    ``on_message`` runs on the network thread and the broker receives PUBACK only after it returns,
-    so a consumer that must not lose messages persists them before returning. When it raises, the
-    message is NOT acknowledged: the client stops handling messages, disconnects and reconnects, and
-    the broker redelivers from the persistent session (MQTT 5.0 §4.4). ``on_publish_ack(mid)`` fires
-    when the broker acknowledged a QoS 1 publish.
+    ``on_message`` runs on the network thread. By default the broker receives PUBACK only after it
+    returns, so a consumer that must not lose messages persists them before returning; with
+    ``defer_ack=True`` the consumer calls :meth:`ack` itself later, from any thread, in the order
+    the messages arrived. When ``on_message`` raises, the message is NOT acknowledged: the client
+    stops handling messages, disconnects and reconnects, and the broker redelivers from the
+    persistent session (MQTT 5.0 §4.4). ``on_publish_ack(mid)`` fires when the broker acknowledged
+    a QoS 1 publish, ``on_publish_refused(mid, reason)`` when it answered with a failure reason code
+    (MQTT 5 PUBACK ≥ 0x80, e.g. not authorized or quota exceeded).
     """
 
     def __init__(
@@ -164,6 +198,8 @@ class MqttClient:
         birth: WillMessage | None = None,
         on_connect: Callable[[], None] | None = None,
         on_publish_ack: Callable[[int], None] | None = None,
+        on_publish_refused: Callable[[int, str], None] | None = None,
+        defer_ack: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         self._settings = settings
@@ -171,6 +207,8 @@ class MqttClient:
         self._on_message_cb = on_message
         self._on_connect_cb = on_connect
         self._on_publish_ack = on_publish_ack
+        self._on_publish_refused = on_publish_refused
+        self._defer_ack = defer_ack
         self._birth = birth
         self._backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self._rng = rng or random.Random()
@@ -181,6 +219,16 @@ class MqttClient:
         self._refusing = False
         self._pending_subscriptions: set[int] = set()
         self._heartbeat = time.monotonic()
+        # Guards the socket pair's teardown against publishers and ackers on other threads.
+        self._io_lock = threading.Lock()
+        self._closed = False
+        # Deferred acks: which packet ids the consumer holds and which it acknowledged recently,
+        # with a digest of topic and payload, to recognise redeliveries (module docstring).
+        self._ack_lock = threading.Lock()
+        self._session = 0
+        self._held: dict[int, int] = {}
+        self._acked: OrderedDict[int, int] = OrderedDict()
+        self.redeliveries_skipped = 0
         self.connects = 0
         v5 = settings.protocol == "5"
         self._v5 = v5
@@ -214,6 +262,9 @@ class MqttClient:
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
         self._client.on_subscribe = self._handle_subscribe
+        # Registering for writes (a no-op here) makes paho queue packets for the network thread
+        # instead of writing them from the publishing thread (module docstring).
+        self._client.on_socket_register_write = _no_write_callback
         # A bounded in-flight window: QoS 1 messages beyond it wait in paho's queue (MQTT 5 Receive Maximum).
         self._client.max_inflight_messages_set(100)
 
@@ -250,18 +301,51 @@ class MqttClient:
         Raises:
             MqttNotConnected: offline now; keep the message and try again after reconnect.
         """
-        if not self._connected.is_set():
-            raise MqttNotConnected(f"not connected to {self._settings.host}:{self._settings.port}")
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        with self._io_lock:
+            if self._closed or not self._connected.is_set():
+                raise MqttNotConnected(f"not connected to {self._settings.host}:{self._settings.port}")
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttNotConnected(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         return int(info.mid)
 
+    def ack(self, msg: InboundMessage) -> None:
+        """Acknowledge a message received with ``defer_ack=True`` (QoS 0 needs none; call in arrival order).
+
+        An ack for a message of a session the broker no longer has is dropped (nothing to
+        acknowledge); one that cannot be sent because the connection just died is remembered, and
+        the broker's redelivery is then acknowledged without delivering it again.
+        """
+        if msg.qos == 0:
+            return
+        with self._ack_lock:
+            if msg.session != self._session:
+                return
+            self._held.pop(msg.mid, None)
+            self._acked[msg.mid] = hash((msg.topic, msg.payload))
+            self._acked.move_to_end(msg.mid)
+            # Only acks sent while the connection was dying can be missing at the broker, and it
+            # has at most receive_maximum messages in flight: twice that is a safe memory.
+            while len(self._acked) > 2 * self._settings.receive_maximum:
+                self._acked.popitem(last=False)
+        with self._io_lock:
+            if not self._closed:
+                self._client.ack(msg.mid, msg.qos)
+
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Disconnect cleanly (the broker does not publish the Last Will) and join the thread."""
+        """Disconnect cleanly (the broker does not publish the Last Will) and join the thread.
+
+        The network thread sends DISCONNECT itself after everything queued before it (e.g. a
+        retained ``offline`` status) and closes its sockets; nothing here touches them.
+        """
         self._stopping.set()
-        if self._connected.is_set():
-            self._client.disconnect()
+        with self._io_lock:
+            wake = None if self._closed else self._client._sockpairW
+            if wake is not None:
+                # Interrupt the network thread's select() now rather than at the end of its slice;
+                # the loopback pair is paho's own wake-up channel (what publish() writes to).
+                with contextlib.suppress(OSError):
+                    wake.send(b"\0")
         if self._thread is not None:
             self._thread.join(timeout_s)
         self._connected.clear()
@@ -273,6 +357,7 @@ class MqttClient:
             return None
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._settings.session_expiry_s
+        props.ReceiveMaximum = self._settings.receive_maximum
         return props
 
     def _first_connect(self) -> None:
@@ -340,19 +425,31 @@ class MqttClient:
                 retry_in_s=round(delay, 2),
             )
             self._sleep(delay)
+        self._close(socket_open)
+
+    def _close(self, socket_open: bool) -> None:
+        """Say DISCONNECT after whatever is queued, then close every socket (network thread only)."""
         try:
-            self._client.loop(timeout=0.1)  # flush the DISCONNECT packet
+            if socket_open and self._client.is_connected():
+                self._client.disconnect()
+                deadline = time.monotonic() + _DISCONNECT_FLUSH_S
+                # paho closes the TCP socket itself once DISCONNECT is written.
+                while self._client.socket() is not None and time.monotonic() < deadline:
+                    if self._client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        break
         finally:
             self._connected.clear()
-            # paho 2.x closes its socket and its loopback wake-up socket pair only in __del__, which
-            # for this reference cycle runs whenever the cyclic collector gets to it; close them now.
-            # paho has no public call for this (reinitialise() would also reset the client).
-            self._client._reset_sockets()
+            with self._io_lock:
+                self._closed = True
+                # paho 2.x closes its socket and its loopback wake-up socket pair only in __del__,
+                # which for this reference cycle runs whenever the cyclic collector gets to it; close
+                # them now. paho has no public call for this (reinitialise() would also reset the client).
+                self._client._reset_sockets()
 
     # --- paho callbacks (network thread) --------------------------------------------------------
 
     def _handle_connect(
-        self, client: paho.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+        self, client: paho.Client, _userdata: Any, flags: Any, reason: ReasonCode, _props: Any
     ) -> None:
         if reason.is_failure:
             code = reason.value
@@ -370,6 +467,13 @@ class MqttClient:
         self._auth_failed = False
         self._refusing = False
         self.connects += 1
+        if not _session_present(flags):
+            # The broker has no session for us: packet ids of messages still held by the consumer
+            # mean nothing to it any more, and nothing will be redelivered.
+            with self._ack_lock:
+                self._session += 1
+                self._held.clear()
+                self._acked.clear()
         # "Connected" means subscribed: until the SUBACKs arrive the broker may drop what is published
         # for us, so wait_connected() and on_connect wait for them (MQTT 5.0 §3.9).
         mids = (client.subscribe(topic, qos=qos)[1] for topic, qos in self._subscriptions)
@@ -407,31 +511,56 @@ class MqttClient:
             if msg.qos > 0:
                 client.ack(msg.mid, msg.qos)
             return
-        inbound = InboundMessage(
-            topic=msg.topic,
-            payload=bytes(msg.payload),
-            qos=msg.qos,
-            retain=bool(msg.retain),
-            received_at=datetime.now(UTC),
-        )
         if self._refusing:
             return  # after a failed handler nothing is acknowledged until the session is resumed
+        topic, payload = msg.topic, bytes(msg.payload)
+        if self._defer_ack and msg.qos > 0 and self._redelivered(client, msg.mid, msg.dup, hash((topic, payload))):
+            return
+        inbound = InboundMessage(topic, payload, msg.qos, bool(msg.retain), datetime.now(UTC), msg.mid, self._session)
         try:
             self._on_message_cb(inbound)
         except Exception:  # neither kill the network thread nor acknowledge what was not handled
             self._refusing = True
             _log.exception("mqtt.handler_failed", topic=msg.topic[:200],
                            action="message not acknowledged; reconnecting so the broker redelivers it")
+            with self._ack_lock:
+                self._held.pop(msg.mid, None)
             client.disconnect()
             return
-        if msg.qos > 0:
+        if msg.qos > 0 and not self._defer_ack:
             client.ack(msg.mid, msg.qos)
+
+    def _redelivered(self, client: paho.Client, mid: int, dup: bool, digest: int) -> bool:
+        """Track a deferred-ack message; True when it is a redelivery not to hand over again."""
+        with self._ack_lock:
+            if dup and self._held.get(mid) == digest:
+                self.redeliveries_skipped += 1
+                return True  # the consumer still holds it; its ack will cover this copy
+            if dup and self._acked.get(mid) == digest:
+                self.redeliveries_skipped += 1
+                client.ack(mid, 1)  # handled, but the ack died with the old connection
+                return True
+            self._acked.pop(mid, None)  # the packet id was reused for a new message
+            self._held[mid] = digest
+            return False
 
     def _handle_publish(self, _client: paho.Client, _userdata: Any, mid: int, reason: ReasonCode,
                         _props: Any) -> None:
         if reason.is_failure:
-            _log.error("mqtt.publish_refused", mid=mid, reason=str(reason),
-                       action="check the broker ACL allows this client to publish on the topic")
+            if self._on_publish_refused is not None:
+                self._on_publish_refused(mid, str(reason))
+            else:
+                _log.error("mqtt.publish_refused", mid=mid, reason=str(reason),
+                           action="check the broker ACL allows this client to publish on the topic")
             return
         if self._on_publish_ack is not None:
             self._on_publish_ack(mid)
+
+
+def _no_write_callback(_client: paho.Client, _userdata: Any, _sock: Any) -> None:
+    """paho's write-registration hook, set only so that paho never writes from a publishing thread."""
+
+
+def _session_present(flags: Any) -> bool:
+    """The CONNACK's session-present flag (paho 2 passes a ConnectFlags object)."""
+    return bool(getattr(flags, "session_present", False))

@@ -2,8 +2,13 @@
 
 Precedence, highest first: explicit keyword arguments, ``PDM_*`` environment variables
 (nested with ``__``, e.g. ``PDM_MQTT__PORT=8883``), the TOML file, the model's defaults.
-The file comes from ``--config`` or, failing that, ``PDM_CONFIG``. A bad value stops start-up
-with a :class:`~pdm_common.errors.ConfigError` naming the field, the value and the fix.
+The file comes from ``--config``, else ``PDM_CONFIG``, else the service's system path
+``/etc/pdm-edge/{edge-agent,cloud-bridge}.toml`` (:func:`locate_config`; the services log which).
+A bad value stops start-up with a :class:`~pdm_common.errors.ConfigError` naming the field, the
+value and the fix.
+
+Environment names follow the TOML layout for both services: ``[log] level`` is ``PDM_LOG__LEVEL``,
+``[mqtt.tls] ca_file`` is ``PDM_MQTT__TLS__CA_FILE``, a top-level key such as ``site`` is ``PDM_SITE``.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
@@ -27,9 +33,19 @@ from pydantic_settings import (
 
 from pdm_common.errors import ConfigError
 
-__all__ = ["ENV_CONFIG", "ServiceSettings", "config_hash", "load_settings", "resolve_config_path"]
+__all__ = [
+    "DEFAULT_CONFIG_DIR",
+    "ENV_CONFIG",
+    "ConfigLocation",
+    "ServiceSettings",
+    "config_hash",
+    "load_settings",
+    "locate_config",
+]
 
 ENV_CONFIG = "PDM_CONFIG"
+DEFAULT_CONFIG_DIR = Path("/etc/pdm-edge")
+"""System configuration directory of both services (the gateway package installs it)."""
 _SECRET_WORDS = ("password", "secret", "token", "key", "credential")
 _config_path: ContextVar[Path | None] = ContextVar("pdm_config_path", default=None)
 
@@ -64,11 +80,31 @@ class ServiceSettings(BaseSettings):
         return tuple(sources)
 
 
-def resolve_config_path(cli_path: str | Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
-    """The config file to read: ``--config`` first, else ``PDM_CONFIG``, else none (defaults + env)."""
+@dataclass(frozen=True, slots=True)
+class ConfigLocation:
+    """The config file a service reads and how it was chosen."""
+
+    path: Path
+    origin: Literal["--config", "PDM_CONFIG", "default"]
+
+
+def locate_config(cli_path: str | Path | None, *, service: str,
+                  environ: Mapping[str, str] | None = None) -> ConfigLocation:
+    """The config file to read: ``--config``, else ``PDM_CONFIG``, else ``/etc/pdm-edge/<service>.toml``.
+
+    >>> locate_config(None, service="edge-agent", environ={})
+    ConfigLocation(path=PosixPath('/etc/pdm-edge/edge-agent.toml'), origin='default')
+    >>> locate_config(None, service="edge-agent", environ={"PDM_CONFIG": "/srv/a.toml"}).origin
+    'PDM_CONFIG'
+    """
     env = os.environ if environ is None else environ
-    raw = cli_path if cli_path is not None else env.get(ENV_CONFIG)
-    return Path(raw) if raw else None
+    if cli_path:
+        return ConfigLocation(Path(cli_path), "--config")
+    if env.get(ENV_CONFIG):
+        return ConfigLocation(Path(env[ENV_CONFIG]), "PDM_CONFIG")
+    return ConfigLocation(DEFAULT_CONFIG_DIR / f"{service}.toml", "default")
+
+
 
 
 @contextmanager
@@ -106,7 +142,7 @@ def _field_info(model: type[BaseSettings], loc: tuple[int | str, ...]) -> FieldI
 
 
 def _explain(model: type[BaseSettings], exc: ValidationError, path: Path | None) -> str:
-    where = f"in {path}" if path else "(no config file: set --config or PDM_CONFIG)"
+    where = f"in {path}" if path else "(defaults + PDM_* environment)"
     lines = [f"invalid configuration {where}:"]
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -134,7 +170,8 @@ def load_settings(model: type[S], path: Path | None, **overrides: Any) -> S:
             the message names every bad field, its value (secrets redacted) and how to fix it.
     """
     if path is not None and not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; copy config/*.example.toml there or fix --config")
+        raise ConfigError(f"config file {path} does not exist. Fix: copy config/*.example.toml there "
+                          "(the pdm-edge package installs it), or pass --config FILE / set PDM_CONFIG")
     try:
         with _reading(path):
             return model(**overrides)

@@ -11,7 +11,7 @@
     OPEN/RECOVERING --serviced--> VERIFYING --healthy for verification_h--> resolved "fix confirmed"
                                       +------N of M anomalous------> OPEN, updated status=reopened
                                                                      note "fix not confirmed"
-    snooze(until): no opened/updated events until ``until``; resolve still goes out.
+    snooze(until): an active alert's updated events held back until ``until``; resolve still goes out.
     reset_baseline: an active alert resolves ("baseline reset by operator").
 
 "Healthy" is the detector's score below the hysteresis level, "anomalous" at or above the
@@ -86,6 +86,8 @@ class AlertTrack:
     """
 
     scope: str | None = None  # class default: tracks pickled before scopes existed load as machine tracks
+    snoozed_by: str | None = None  # who and which key snoozed (class defaults, for the same reason)
+    snoozed_key_id: str | None = None
 
     def __init__(self, owner: str, policy: TrackPolicy, *, scope: str | None = None) -> None:
         self.owner = owner
@@ -257,12 +259,20 @@ class AlertTrack:
         return [self._emit(EventType.UPDATED, AlertStatus.OPEN, "snooze ended", now)]
 
     # --- commands and time -------------------------------------------------------------------------
-    def snooze(self, until: datetime, now: datetime) -> list[Emit]:
-        """Hold back opened/updated events until ``until`` (a desk acknowledged and scheduled a visit)."""
-        self.snoozed_until = until if until > now else None
-        if not self.active or self.snoozed_until is None:
+    def snooze(
+        self, until: datetime, now: datetime, *, issued_by: str | None = None, key_id: str | None = None
+    ) -> list[Emit]:
+        """Hold back updated events of the active alert until ``until`` (a desk scheduled a visit).
+
+        Only an active alert can be snoozed: a snooze is never armed in advance, so it cannot hold
+        back the opening of a fault that develops later (issue #16). Who sent it is kept for the event.
+        Bounds (how far ahead) are the caller's (``DetectionEngine.command``).
+        """
+        if not self.active or until <= now:
             return []
-        return [self._emit(EventType.UPDATED, AlertStatus.SNOOZED, f"snoozed until {format_ts(until)}", now)]
+        self.snoozed_until, self.snoozed_by, self.snoozed_key_id = until, issued_by, key_id
+        by = f" by {issued_by}" if issued_by else ""
+        return [self._emit(EventType.UPDATED, AlertStatus.SNOOZED, f"snoozed until {format_ts(until)}{by}", now)]
 
     def serviced(self, now: datetime) -> list[Emit]:
         """A technician serviced the asset: verify the fix before resolving."""

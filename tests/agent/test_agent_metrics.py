@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from edge_agent.app import EdgeAgent
 from edge_agent.config import AgentSettings, MetricsSettings
-from simulators.broker import free_port
 from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Publisher, unique_id
 
@@ -19,10 +19,9 @@ GOOD = b'{"ts": 1768586531250, "seq": 1, "kind": "pump", "metrics": {"vibration_
 
 def test_metrics_endpoint_counts_ingest(mqtt_broker: BrokerInfo, tmp_path: Path) -> None:
     gateway = unique_id("gw-metrics")
-    port = free_port()
     agent = EdgeAgent(AgentSettings(gateway=gateway, site="s1", state_dir=tmp_path,
                                     mqtt=mqtt_broker.settings(client_id=gateway),
-                                    metrics=MetricsSettings(enabled=True, port=port)))
+                                    metrics=MetricsSettings(enabled=True, port=0)))
     agent.start()
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
@@ -34,10 +33,14 @@ def test_metrics_endpoint_counts_ingest(mqtt_broker: BrokerInfo, tmp_path: Path)
         deadline = time.monotonic() + 10
         while agent.counters.received < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert agent.metrics_url is not None
+        text = httpx.get(agent.metrics_url, timeout=5).text
     finally:
         agent.request_stop()
         thread.join(10)
+    assert not thread.is_alive()
+    with pytest.raises(httpx.ConnectError):  # the endpoint is closed with the agent: its port is free again
+        httpx.get(agent.metrics_url, timeout=5)
     assert 'pdm_agent_messages_valid_total{channel="telemetry"} 1.0' in text
     assert 'pdm_agent_messages_dead_lettered_total{reason="not_json"} 1.0' in text
     assert "pdm_agent_detector_latency_seconds_count 1.0" in text

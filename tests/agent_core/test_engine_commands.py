@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from edge_agent.engine import DetectionEngine
+from edge_agent.errors import CommandRefused
 from pdm_common.contracts import AlertEvent, AlertStatus, AssetState, Command, CommandName, EventType, SensorStatus
 from tests.agent_core.conftest import alerts, feed, new_engine
 from tests.agent_core.synthetic import T0, HeatPumpStream, leak
@@ -85,8 +86,10 @@ def test_reset_baseline_resolves_and_rewarms(leaking: tuple[DetectionEngine, Ale
     assert isinstance(state, AssetState) and state.warmup_progress == 0.0 and state.open_alerts == []
 
 
-def test_commands_for_unknown_assets_do_nothing(engine: DetectionEngine) -> None:
-    assert engine.command("site-a", "nope", cmd(CommandName.SERVICED), T0) == []
+def test_commands_for_unknown_assets_are_refused(engine: DetectionEngine) -> None:
+    with pytest.raises(CommandRefused) as refused:
+        engine.command("site-a", "nope", cmd(CommandName.SERVICED), T0)
+    assert refused.value.reason == "unknown_asset"
 
 
 def test_silence_marks_every_sensor_dropped_out() -> None:

@@ -79,6 +79,8 @@ def test_kill_9_mid_delivery_still_gives_exactly_one_ticket_per_alert(
                  "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "desks": {"main": {"kind": "webhook", "base_url": desk_sim.url, "path": "/webhook",
                            "hmac_secret": "pdm-sim-webhook-secret", "timeout_s": 2.0}},
+        # A fixed metrics port would collide with any other bridge on the machine (parallel test runs).
+        "metrics": {"enabled": False},
         "outbox": {"path": str(tmp_path / "outbox.db"), "lease_s": 30.0},
         "retry": {"base_s": 0.05, "cap_s": 0.5},
         "delivery": {"workers": 4, "poll_s": 0.05},
@@ -94,10 +96,14 @@ def test_kill_9_mid_delivery_still_gives_exactly_one_ticket_per_alert(
     proc = spawn()
     try:
         with Publisher(mqtt_broker.settings()) as pub:
-            time.sleep(1.0)  # let the bridge subscribe (its persistent session then keeps what follows)
-            for topic, payload in _alert_payloads(N_ALERTS, "k9"):
-                pub.send(topic, payload)
-            assert wait_until(lambda: sum(_creates(desk_sim).values()) >= 5, 20.0)
+            # Until the bridge has subscribed (slow under load) the broker keeps nothing for it, so
+            # publish again until deliveries start; repeats are stale for the bridge and change nothing.
+            payloads = _alert_payloads(N_ALERTS, "k9")
+            deadline = time.monotonic() + 30.0
+            while not wait_until(lambda: sum(_creates(desk_sim).values()) >= 5, 2.0):
+                assert time.monotonic() < deadline, "the bridge never started delivering"
+                for topic, payload in payloads:
+                    pub.send(topic, payload)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
             killed_at = sum(_creates(desk_sim).values())

@@ -90,7 +90,7 @@ class Bridge:
         self.config.write_text(_toml(cfg), encoding="utf-8")
 
     def events(self, name: str) -> list[str]:
-        return [line for line in self.log.read_text(encoding="utf-8").splitlines() if f"event='{name}'" in line]
+        return [line for line in self.log.read_text(encoding="utf-8").splitlines() if f" event={name} " in f"{line} "]
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -52,7 +52,7 @@ def _doctor(settings: AgentSettings, *, network: bool = True, now: datetime = NO
 
 @pytest.mark.mosquitto
 def test_healthy_gateway_passes(tmp_path: Path, secure_broker: SecureBroker) -> None:
-    results = _doctor(_agent(tmp_path, secure_broker.settings("gw-17")))
+    results = _doctor(_agent(tmp_path, secure_broker.settings("oslo-north")))
     assert {n: r.status for n, r in results.items() if r.status is Status.FAIL} == {}
     assert results["broker.login"].status is Status.OK
     assert results["broker.tls"].status is Status.OK
@@ -60,9 +60,9 @@ def test_healthy_gateway_passes(tmp_path: Path, secure_broker: SecureBroker) -> 
 
 @pytest.mark.mosquitto
 def test_wrong_password_fails_login(tmp_path: Path, secure_broker: SecureBroker) -> None:
-    results = _doctor(_agent(tmp_path, secure_broker.settings("gw-17", "not-the-password")))
+    results = _doctor(_agent(tmp_path, secure_broker.settings("oslo-north", "not-the-password")))
     assert results["broker.login"].status is Status.FAIL
-    assert "refused user gw-17" in results["broker.login"].detail
+    assert "refused user oslo-north" in results["broker.login"].detail
     assert "password" in results["broker.login"].fix
 
 
@@ -72,7 +72,7 @@ def test_broker_certificate_from_another_ca_fails_tls(tmp_path: Path, secure_bro
     other = tmp_path / "other-ca"
     subprocess.run(["sh", str(REPO / "config/mosquitto/make-test-ca.sh"), str(other)], check=True,
                    capture_output=True, timeout=60)
-    mqtt = secure_broker.settings("gw-17", tls=TlsSettings(enabled=True, ca_file=other / "ca.crt"))
+    mqtt = secure_broker.settings("oslo-north", tls=TlsSettings(enabled=True, ca_file=other / "ca.crt"))
     results = _doctor(_agent(tmp_path, mqtt))
     assert results["broker.tls"].status is Status.FAIL
     assert "certificate verify failed" in results["broker.tls"].detail
@@ -220,12 +220,14 @@ def test_report_and_exit_code() -> None:
 def test_credentials_resolve_to_unit_sources() -> None:
     unit = (REPO / "systemd/pdm-edge-agent.service").read_text()
     sources = credential_sources(unit)
-    assert sources == {"mqtt-password": Path("/etc/pdm-edge-agent/credentials/mqtt-password")}
-    configured = Path("/run/credentials/pdm-edge-agent.service/mqtt-password")
-    assert resolve_credential(configured, "pdm-edge-agent.service", sources) == sources["mqtt-password"]
+    assert sources == {"secret": Path("/etc/pdm-edge/credentials/edge-agent")}
+    configured = Path("/run/credentials/pdm-edge-agent.service/secret_mqtt-password")
+    assert resolve_credential(configured, "pdm-edge-agent.service", sources) == Path(
+        "/etc/pdm-edge/credentials/edge-agent/mqtt-password")
     bridge = credential_sources((REPO / "systemd/pdm-cloud-bridge.service").read_text())
     token = Path("/run/credentials/pdm-cloud-bridge.service/secret_zendesk-eu")
-    assert resolve_credential(token, "pdm-cloud-bridge.service", bridge) == Path("/etc/pdm/credentials/zendesk-eu")
+    assert resolve_credential(token, "pdm-cloud-bridge.service", bridge) == Path(
+        "/etc/pdm-edge/credentials/cloud-bridge/zendesk-eu")
 
 
 def test_bridge_doctor_finds_desk_and_registry_problems(tmp_path: Path) -> None:

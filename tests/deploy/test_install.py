@@ -43,7 +43,7 @@ def test_install_creates_user_files_and_permissions(tmp_path: Path) -> None:
 
     assert "pdm-edge:" in (root / "etc/passwd").read_text()
     unit = (root / LAYOUT.unit).read_text()
-    assert "ExecStart=/opt/venv/bin/edge-agent --config" in unit
+    assert "ExecStart=/opt/venv/bin/edge-agent run --config /etc/pdm-edge/edge-agent.toml" in unit
     assert (root / LAYOUT.config).read_bytes() == (REPO / "config/edge-agent.example.toml").read_bytes()
     assert (root / LAYOUT.mqtt_password).read_text() == "s3cret\n"
     assert "s3cret" not in unit
@@ -92,7 +92,7 @@ def test_uninstall_keeps_data_unless_purged(tmp_path: Path) -> None:
 
     assert _cli("uninstall", "--root", str(root), "--no-systemctl", "--purge") == 0
     assert not (root / LAYOUT.state_dir).exists()
-    assert not (root / LAYOUT.config_dir).exists()
+    assert not (root / LAYOUT.config).exists() and not (root / LAYOUT.credentials).exists()
 
 
 def test_missing_source_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

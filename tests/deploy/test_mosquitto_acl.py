@@ -1,66 +1,97 @@
-"""The shipped Mosquitto config: TLS only, passwords required, each gateway confined to its site."""
+"""The shipped Mosquitto config on Debian's stock mosquitto.conf: TLS only, passwords required, and
+the pattern ACL confining every site account to its own site (issue 12, issue 14 item 6)."""
 
 from __future__ import annotations
 
-import queue
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from pdm_common.mqtt import InboundMessage, MqttClient
-from tests.deploy.conftest import SecureBroker
+from tests.deploy.conftest import PASSWORDS, SecureBroker
+from tests.deploy.mqtt_probe import ACCEPTED, NOT_AUTHORIZED, Probe
 
 pytestmark = pytest.mark.mosquitto
-_WAIT_S = 10.0
 
 
-def _client(broker: SecureBroker, user: str, inbox: queue.Queue[InboundMessage] | None = None,
-            subscriptions: list[tuple[str, int]] | None = None, role: str = "main") -> MqttClient:
-    client = MqttClient(broker.settings(user, session_expiry_s=0), client_id=f"acl-test-{user}-{role}",
-                        subscriptions=subscriptions or [], on_message=inbox.put if inbox is not None else None)
-    client.start()
-    assert client.wait_connected(_WAIT_S), f"{user} could not log in"
-    return client
-
-
-def test_gateway_confined_to_its_site(secure_broker: SecureBroker) -> None:
-    bridge_inbox: queue.Queue[InboundMessage] = queue.Queue()
-    bridge = _client(secure_broker, "cloud-bridge", bridge_inbox, [("pdm/v1/+/+/alert", 1)])
-    spy_inbox: queue.Queue[InboundMessage] = queue.Queue()
-    spy = _client(secure_broker, "gw-17", spy_inbox, [("pdm/v1/bergen-1/#", 1), ("pdm/v1/oslo-north/#", 1)],
-                  role="spy")
-    gw18 = _client(secure_broker, "gw-18")
+@contextmanager
+def _probe(broker: SecureBroker, user: str, *topics: str) -> Iterator[Probe]:
+    probe = Probe(broker.port, broker.ca_file, user, PASSWORDS[user])
     try:
-        # gw-18 (bergen-1) cannot publish into oslo-north; it can publish into its own site. The
-        # broker handles one client's messages in order, so once the bridge has the last one,
-        # the earlier ones were routed (or refused) too.
-        gw18.publish("pdm/v1/oslo-north/hp-1/alert", b"forged", qos=1)
-        gw18.publish("pdm/v1/bergen-1/hp-9/state", b"bergen-state", qos=1)
-        gw18.publish("pdm/v1/bergen-1/hp-9/alert", b"own-site", qos=1)
-        got = bridge_inbox.get(timeout=_WAIT_S)
-        assert (got.topic, got.payload) == ("pdm/v1/bergen-1/hp-9/alert", b"own-site"), "the forged alert was refused"
-        gw17 = _client(secure_broker, "gw-17")
-        try:
-            gw17.publish("pdm/v1/oslo-north/hp-1/state", b"own-state", qos=1)
-            # gw-17's spy subscribed to bergen-1 too: had the ACL let bergen-state through, it
-            # would have been queued to the spy before own-state.
-            seen = spy_inbox.get(timeout=_WAIT_S)
-            assert (seen.topic, seen.payload) == ("pdm/v1/oslo-north/hp-1/state", b"own-state")
-            assert spy_inbox.empty(), "gw-17 must not read bergen-1 topics"
-        finally:
-            gw17.stop()
+        assert probe.wait_connected(), f"{user} could not log in: {broker.log[-500:]}"
+        for topic in topics:
+            probe.subscribe(topic)
+        yield probe
     finally:
-        for c in (bridge, spy, gw18):
-            c.stop()
+        probe.close()
 
 
-def test_wrong_password_is_refused(secure_broker: SecureBroker) -> None:
-    client = MqttClient(secure_broker.settings("gw-17", "wrong"), client_id="acl-test-bad")
-    client.start()
+def test_site_account_writes_only_its_own_site(secure_broker: SecureBroker) -> None:
+    with _probe(secure_broker, "svc.ops", "pdm/v1/#") as spy, _probe(secure_broker, "oslo-north") as gw:
+        own = [f"pdm/v1/oslo-north/hp-1/{leaf}" for leaf in ("telemetry", "alert", "state", "deadletter")]
+        own += ["pdm/v1/oslo-north/gateway/gw-17/status", "pdm/v1/oslo-north/gateway/gw-17/link"]
+        foreign = [topic.replace("oslo-north", "bergen-1") for topic in own]
+        foreign += ["pdm/v1/oslo-north/hp-1/cmd", "pdm/v1/other/x", "pdm/v2/oslo-north/hp-1/alert"]
+        assert {topic: gw.publish(topic, b"own") for topic in own} == dict.fromkeys(own, 0)
+        assert {topic: gw.publish(topic, b"forged") for topic in foreign} == dict.fromkeys(foreign, NOT_AUTHORIZED)
+        gw.publish("pdm/v1/oslo-north/hp-1/alert", b"end")
+        seen = spy.collect(until=b"end")
+    assert sorted(t for t, p in seen if p == b"own") == sorted(own)
+    assert [t for t, p in seen if p == b"forged"] == []
+
+
+def test_no_gateway_writes_another_sites_gateway_status(secure_broker: SecureBroker) -> None:
+    with _probe(secure_broker, "bergen-1") as gw18:
+        assert gw18.publish("pdm/v1/oslo-north/gateway/gw-17/status", b'{"status":"offline"}') == NOT_AUTHORIZED
+        assert gw18.publish("pdm/v1/bergen-1/gateway/gw-18/status", b'{"status":"online"}') in ACCEPTED
+
+
+def test_only_service_accounts_write_commands_and_each_site_reads_its_own(secure_broker: SecureBroker) -> None:
+    with _probe(secure_broker, "oslo-north", "pdm/v1/+/+/cmd") as oslo, \
+            _probe(secure_broker, "bergen-1", "pdm/v1/+/+/cmd") as bergen, \
+            _probe(secure_broker, "svc.cloud-bridge") as bridge, _probe(secure_broker, "svc.ops") as ops:
+        assert oslo.publish("pdm/v1/oslo-north/hp-1/cmd", b"self-command") == NOT_AUTHORIZED
+        assert bergen.publish("pdm/v1/oslo-north/hp-1/cmd", b"cross-command") == NOT_AUTHORIZED
+        assert bridge.publish("pdm/v1/oslo-north/hp-1/cmd", b"from-bridge") == 0
+        assert ops.publish("pdm/v1/oslo-north/hp-1/cmd", b"from-ops") == 0
+        assert ops.publish("pdm/v1/bergen-1/hp-9/cmd", b"bergen-end") == 0
+        assert [p for _t, p in oslo.collect(until=b"from-ops")] == [b"from-bridge", b"from-ops"]
+        assert [p for _t, p in bergen.collect(until=b"bergen-end")] == [b"bergen-end"], "bergen-1 read oslo-north"
+
+
+def test_bridge_account_reads_every_site_but_writes_no_alerts(secure_broker: SecureBroker) -> None:
+    with _probe(secure_broker, "svc.cloud-bridge", "$share/bridge/pdm/v1/+/+/alert") as bridge, \
+            _probe(secure_broker, "oslo-north") as oslo, _probe(secure_broker, "bergen-1") as bergen:
+        assert bridge.publish("pdm/v1/oslo-north/hp-1/alert", b"forged-by-bridge") == NOT_AUTHORIZED
+        oslo.publish("pdm/v1/oslo-north/hp-1/alert", b"a")
+        bergen.publish("pdm/v1/bergen-1/hp-9/alert", b"b")
+        got = {p for _t, p in (bridge.messages.get(timeout=10)[:2] for _ in range(2))}
+    assert got == {b"a", b"b"}
+
+
+def test_sensor_account_publishes_telemetry_only(secure_broker: SecureBroker) -> None:
+    with _probe(secure_broker, "sensors.oslo-north") as sensors:
+        assert sensors.publish("pdm/v1/oslo-north/hp-1/telemetry", b"{}") in ACCEPTED
+        assert sensors.publish("pdm/v1/oslo-north/hp-1/alert", b"{}") == NOT_AUTHORIZED
+        assert sensors.publish("pdm/v1/bergen-1/hp-9/telemetry", b"{}") == NOT_AUTHORIZED
+        # The patterns grant a dotted service name only topics under its own name, which is no site.
+        assert sensors.publish("pdm/v1/sensors.oslo-north/x/alert", b"{}") in ACCEPTED
+
+
+def test_wrong_password_and_anonymous_are_refused(secure_broker: SecureBroker) -> None:
+    wrong = Probe(secure_broker.port, secure_broker.ca_file, "oslo-north", "not-the-password")
     try:
-        for _ in range(100):  # up to 10 s for the CONNACK refusal
-            if client.auth_failed or client.wait_connected(0.1):
-                break
-        assert client.auth_failed
-        assert not client.is_connected
+        assert not wrong.wait_connected() and wrong.connect_code in (0x86, 0x87)
     finally:
-        client.stop()
+        wrong.close()
+    anonymous = Probe(secure_broker.port, secure_broker.ca_file, "", "")
+    try:
+        assert not anonymous.wait_connected()
+    finally:
+        anonymous.close()
+
+
+def test_stock_debian_config_accepts_the_drop_in(secure_broker: SecureBroker) -> None:
+    conf = (secure_broker.root / "etc/mosquitto/mosquitto.conf").read_text()
+    assert "include_dir" in conf and "persistence_location" in conf, "not Debian's stock mosquitto.conf"
+    assert "Duplicate" not in secure_broker.log and "mosquitto version 2" in secure_broker.log

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.app import EdgeAgent
-from edge_agent.config import AgentSettings
+from edge_agent.config import AgentSettings, MetricsSettings
 from pdm_common.contracts import DeadLetter, GatewayStatus
 from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Publisher, Recorder, unique_id
@@ -26,7 +26,7 @@ GOOD = b'{"ts": 1768586531250, "seq": 1, "kind": "heat_pump", "metrics": {"flow_
 def agent(mqtt_broker: BrokerInfo, tmp_path: Path) -> Iterator[EdgeAgent]:
     gateway = unique_id("gw")
     settings = AgentSettings(gateway=gateway, site="site-a", state_dir=tmp_path,
-                             mqtt=mqtt_broker.settings(client_id=gateway))
+                             mqtt=mqtt_broker.settings(client_id=gateway), metrics=MetricsSettings(enabled=False))
     agent = EdgeAgent(settings)
     agent.start()
     assert agent.mqtt.wait_connected(10)
@@ -129,7 +129,8 @@ def test_kill_9_publishes_the_last_will(mqtt_broker: BrokerInfo, tmp_path: Path)
 def test_fallback_broker_path_dead_letters_too(embedded_broker: BrokerInfo, tmp_path: Path) -> None:
     """The embedded amqtt broker (MQTT 3.1.1) is what `make demo` uses on a machine without Mosquitto."""
     settings = AgentSettings(gateway="gw-fallback", site="site-c", state_dir=tmp_path,
-                             mqtt=embedded_broker.settings(client_id="gw-fallback"))
+                             mqtt=embedded_broker.settings(client_id="gw-fallback"),
+                             metrics=MetricsSettings(enabled=False))
     agent = EdgeAgent(settings)
     agent.start()
     thread = threading.Thread(target=agent.run, daemon=True)
