@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,7 +32,7 @@ from edge_agent.detection.detector import AssetDetector, Finding
 from edge_agent.detection.plan import plan_for
 from edge_agent.detection.settings import DetectionSettings
 from edge_agent.errors import CommandRefused
-from edge_agent.lifecycle.machine import AlertTrack, Emit, Summary, TrackPolicy
+from edge_agent.lifecycle.machine import AlertTrack, Emit, Phase, Summary, TrackPolicy
 from pdm_common.contracts import (
     MAX_COMMAND_RECORDS,
     AgentInfo,
@@ -61,7 +61,7 @@ from pdm_common.contracts import (
 from pdm_common.logs import get_logger
 from pdm_common.profiles import SENSOR_FAULT, UNCLASSIFIED, ProfileRegistry
 
-__all__ = ["MODEL_NAME", "MODEL_VERSION", "DetectionEngine", "EngineCounters", "Refusal"]
+__all__ = ["MODEL_NAME", "MODEL_VERSION", "AssetKey", "DetectionEngine", "EngineCounters", "Refusal"]
 
 MODEL_NAME = "pdm-detect"
 """The family of models behind ``ModelInfo.name`` (which names the asset's detector: ``regime``, ``hst`` …)."""
@@ -84,6 +84,9 @@ _CRITICAL_P10_H = 24.0
 _MAJOR_P50_H = 72.0
 """Failure likely within three days: plan a visit in working hours before the weekend."""
 _MAJOR_SCORE = 3.0
+
+_PHASE_OF_STATUS = {AlertStatus.RECOVERING: Phase.RECOVERING, AlertStatus.VERIFYING: Phase.VERIFYING}
+"""Lifecycle phase of a track whose newest event had this status (persistence API, adopt)."""
 
 _log = get_logger(__name__)
 
@@ -114,6 +117,9 @@ class EngineCounters:
     """Asset clocks that stepped back and were accepted as a new timeline."""
     rewarmed: Counter[str] = field(default_factory=Counter)
     """Assets reset to warm up again, by reason: ``invalid_state``, ``profile_changed``, ``detector_changed``."""
+
+AssetKey = tuple[str, str]
+"""``(site, asset)``."""
 
 
 @dataclass
@@ -180,6 +186,7 @@ class DetectionEngine:
         self._policy = _track_policy(settings)
         self.counters = EngineCounters()
         self.last_refusal: Refusal | None = None
+        self._dirty: set[AssetKey] = set()
 
     def reconfigure(self, settings: DetectionSettings, profiles: ProfileRegistry | None = None) -> None:
         """Swap the tuning (and the profiles) in place, keeping every learned baseline, open alert and ``event_seq``.
@@ -192,21 +199,28 @@ class DetectionEngine:
         if profiles is not None:
             self.profiles = profiles
         for a in self._assets.values():
-            profile = self.profiles.get(a.kind)
-            if profile is None:
-                continue
-            merged = profile.for_asset(a.asset)
-            name = merged.detector or settings.detector
-            if name != a.detector.detector_name:
-                a.detector = AssetDetector(plan_for(merged), settings, detector=name, seed=asset_seed(a.site, a.asset))
-                self.counters.rewarmed["detector_changed"] += 1
-                _log.warning("asset.rewarm", site=a.site, asset=a.asset, reason="detector_changed", detector=name)
-            elif not a.detector.retune(settings, plan_for(merged)):
-                self.counters.rewarmed["profile_changed"] += 1
-                _log.warning("asset.rewarm", site=a.site, asset=a.asset, reason="profile_changed",
-                             action="the kind's regime drivers changed: the asset learns its baseline again")
-            for _key, track in a.tracks():
-                track.retune(self._policy)
+            self._retune(a)
+
+    def _retune(self, a: _Asset) -> None:
+        """Apply the running settings and the asset's current profile to ``a``."""
+        settings = self.settings
+        for _key, track in a.tracks():
+            track.retune(self._policy)
+        profile = self.profiles.get(a.kind)
+        if profile is None:
+            return
+        merged = profile.for_asset(a.asset)
+        name = merged.detector or settings.detector
+        if name != a.detector.detector_name:
+            a.detector = AssetDetector(plan_for(merged), settings, detector=name, seed=asset_seed(a.site, a.asset))
+            self.counters.rewarmed["detector_changed"] += 1
+            self._dirty.add((a.site, a.asset))
+            _log.warning("asset.rewarm", site=a.site, asset=a.asset, reason="detector_changed", detector=name)
+        elif not a.detector.retune(settings, plan_for(merged)):
+            self.counters.rewarmed["profile_changed"] += 1
+            self._dirty.add((a.site, a.asset))
+            _log.warning("asset.rewarm", site=a.site, asset=a.asset, reason="profile_changed",
+                         action="the kind's regime drivers changed: the asset learns its baseline again")
 
     # --- facade ------------------------------------------------------------------------------------
     def process(self, tel: Telemetry, now: datetime) -> list[AlertEvent | AssetState]:
@@ -285,6 +299,7 @@ class DetectionEngine:
         a = self._assets.get((site, asset))
         if a is None:
             raise CommandRefused("unknown_asset", f"no telemetry seen from {site}/{asset} on this gateway")
+        self._dirty.add((site, asset))
         try:
             targets = self._command_targets(a, cmd, now, max_snooze)
         except CommandRefused as refusal:
@@ -364,6 +379,7 @@ class DetectionEngine:
                 out += self._events(a, key, track, emits, now)
                 changed = changed or bool(emits)
             if changed:
+                self._dirty.add((a.site, a.asset))
                 out.append(self._state(a, now))
         return out
 
@@ -385,21 +401,28 @@ class DetectionEngine:
         """
         bad: dict[tuple[str, str], list[str]] = {}
         for key, a in self._assets.items():
-            try:
-                problems = a.detector.problems()
-            except Exception as exc:  # a state so broken its own check fails: re-warm it all the same
-                problems = [f"state check failed: {exc!r}"]
+            problems = self._check(a)
             if problems:
                 bad[key] = problems
-                profile = self.profiles.get(a.kind)
-                plan = plan_for(profile.for_asset(a.asset)) if profile is not None else a.detector.plan
-                a.detector = AssetDetector(plan, self.settings, detector=a.detector.detector_name,
-                                           seed=asset_seed(a.site, a.asset))
-                self.counters.rewarmed["invalid_state"] += 1
-                _log.error("asset.rewarm", site=a.site, asset=a.asset, reason="invalid_state",
-                           problems="; ".join(problems)[:500],
-                           action="the asset learns its baseline again; nothing else is lost")
         return bad
+
+    def _check(self, a: _Asset) -> list[str]:
+        """Re-warm ``a`` alone if its detector's state is invalid; what was wrong (empty when sound)."""
+        try:
+            problems = a.detector.problems()
+        except Exception as exc:  # a state so broken its own check fails: re-warm it all the same
+            problems = [f"state check failed: {exc!r}"]
+        if problems:
+            profile = self.profiles.get(a.kind)
+            plan = plan_for(profile.for_asset(a.asset)) if profile is not None else a.detector.plan
+            a.detector = AssetDetector(plan, self.settings, detector=a.detector.detector_name,
+                                       seed=asset_seed(a.site, a.asset))
+            self.counters.rewarmed["invalid_state"] += 1
+            self._dirty.add((a.site, a.asset))
+            _log.error("asset.rewarm", site=a.site, asset=a.asset, reason="invalid_state",
+                       problems="; ".join(problems)[:500],
+                       action="the asset learns its baseline again; its open alerts are kept")
+        return problems
 
     def warming(self) -> dict[tuple[str, str], str]:
         """Assets still warming up, with why (for health: a warm-up too short for the model says so)."""
@@ -409,12 +432,96 @@ class DetectionEngine:
             if note is not None:
                 out[key] = note
         return out
+    # --- persistence API (runtime lane; used by edge_agent/app.py and edge_agent/checkpoint.py) -----
+    # Per-asset snapshots of what changed, restore one asset at a time, and reconciliation with the
+    # outbox's alert ledger. A snapshot is the asset's live state object: serialise it before the
+    # next call into the engine. Shared objects (settings, lifecycle policy) are referenced through
+    # shared_refs(), never copied into a snapshot, so a restore picks up the running ones.
+
+    def shared_refs(self) -> dict[str, object]:
+        """Objects every asset's state points at, by the name a checkpoint stores instead of them."""
+        return {"settings": self.settings, "policy": self._policy}
+
+    def asset_keys(self) -> list[AssetKey]:
+        """Every asset the engine holds."""
+        return list(self._assets)
+
+    def take_dirty(self) -> list[AssetKey]:
+        """Assets changed since the last call (and still held), forgetting the marks."""
+        dirty, self._dirty = self._dirty, set()
+        return [k for k in dirty if k in self._assets]
+
+    def mark_dirty(self, keys: Iterable[AssetKey]) -> None:
+        """Mark assets for the next save again (their last save failed)."""
+        self._dirty.update(keys)
+
+    def snapshot(self, key: AssetKey) -> object | None:
+        """The state of one asset to serialise now (None: unknown asset)."""
+        return self._assets.get(key)
+
+    def restore(self, key: AssetKey, state: object) -> None:
+        """Take one asset's state back from a checkpoint.
+
+        Raises:
+            TypeError: ``state`` is not an asset's state, or belongs to another key.
+        """
+        if not isinstance(state, _Asset) or (state.site, state.asset) != key:
+            raise TypeError(f"checkpoint of {key} holds {type(state).__name__}, not that asset's state")
+        for _key, track in state.tracks():
+            track.retune(self._policy)
+        self._assets[key] = state
+        # The running settings and profile apply; a state that does not fit them, or is invalid
+        # (issue 16: a negative warm-up had made every restart fail), re-warms this asset only.
+        if not self._check(state):
+            self._retune(state)
+
+    def adopt(self, ev: AlertEvent) -> bool:
+        """Bring the alert's track up to ``ev``, the newest event the outbox ledger holds for it.
+
+        The ledger is written with every alert event and the checkpoint only on a timer, so after a
+        ``kill -9`` the restored track may be behind: without this, the alert would be re-opened
+        under a new id or an ``event_seq`` reused. Returns True when the track changed; False when
+        it was already as new, or the asset is not (yet) held.
+        """
+        a = self._assets.get((ev.site, ev.asset))
+        if a is None:
+            return False
+        key = ev.alert_id.rsplit(":", 1)[-1] if ev.is_sensor_fault else MACHINE
+        track = a.machine if key == MACHINE else a.sensors.get(key)
+        if track is None:
+            if ev.event is EventType.RESOLVED:
+                return False
+            track = a.sensors[key] = AlertTrack(f"{a.site}:{a.asset}", self._policy, scope=key)
+        if track.alert_id == ev.alert_id and track.event_seq >= ev.event_seq:
+            return False
+        if ev.event is EventType.RESOLVED:
+            if track.alert_id != ev.alert_id:
+                return False  # the track is already past it (a checkpoint taken after the resolve)
+            track.phase, track.event_seq = Phase.NORMAL, ev.event_seq
+            track.window.clear()
+            track.healthy_since = track.serviced_at = track.snoozed_until = None
+            track.finish()
+            a.last_events.pop(key, None)
+        else:
+            if track.alert_id is not None and track.first_seen is not None and track.first_seen > ev.first_seen:
+                return False  # the checkpoint knows a newer alert of this track
+            track.alert_id, track.event_seq = ev.alert_id, ev.event_seq
+            track.first_seen, track.last_seen, track.last_update_at = ev.first_seen, ev.last_seen, ev.emitted_at
+            track.phase = _PHASE_OF_STATUS.get(ev.status, Phase.OPEN) if ev.status is not None else Phase.OPEN
+            ttf = ev.time_to_failure_h.p50 if ev.time_to_failure_h is not None else None
+            track.last_summary = Summary(ev.severity, ev.probable_fault.code, ttf,
+                                         frozenset(c.metric for c in ev.contributors[:3]))
+            track.reported |= {c.metric for c in ev.contributors}
+            a.last_events[key] = ev
+        self._dirty.add((a.site, a.asset))
+        return True
 
     # --- internals ---------------------------------------------------------------------------------
     def _asset(self, tel: Telemetry) -> _Asset | None:
         key = (tel.site, tel.asset)
         a = self._assets.get(key)
         if a is not None:
+            self._dirty.add(key)
             return a
         profile = self.profiles.get(tel.kind)
         if profile is None:
@@ -435,6 +542,7 @@ class DetectionEngine:
         det = AssetDetector(plan_for(merged), self.settings, detector=name, seed=asset_seed(tel.site, tel.asset))
         a = _Asset(tel.site, tel.asset, tel.kind, det, AlertTrack(f"{tel.site}:{tel.asset}", self._policy))
         self._assets[key] = a
+        self._dirty.add(key)
         _log.info("asset.new", site=tel.site, asset=tel.asset, kind=tel.kind, detector=name)
         return a
 

@@ -40,17 +40,11 @@ class MetricSpec:
 
 _PROFILES: dict[AssetKind, Profile] = {AssetKind(p.name): p for p in BUILTIN}
 
-_NOT_YET_SIMULATED = frozenset(
-    {"suction_temp_c", "vibration_kurtosis", "vibration_envelope_g", "four_way_valve_leak", "eev_stuck_open"}
-)
-"""Temporary, until the fleet simulator on main models them (issue 15, in progress): names the profiles
-hold that the simulator would otherwise be asked to produce. Removed when that work is merged."""
-
 
 def _metrics(profile: Profile) -> tuple[MetricSpec, ...]:
     out = []
     for name, ch in profile.channels.items():
-        if ch.role is ChannelRole.FLAG or name in _NOT_YET_SIMULATED:
+        if ch.role is ChannelRole.FLAG:
             continue
         # Built-in channels declare their ranges and noise (the profile contract suite checks it).
         assert ch.normal_low is not None and ch.normal_high is not None and ch.noise_sigma is not None
@@ -62,14 +56,14 @@ METRICS: dict[AssetKind, tuple[MetricSpec, ...]] = {k: _metrics(p) for k, p in _
 """Numeric channels per built-in kind. Operating-state flags (``defrost``, ``running``) are not listed."""
 
 FAULTS_BY_KIND: dict[AssetKind, tuple[FaultCode, ...]] = {
-    k: tuple(FaultCode(code) for code in p.faults if code not in _NOT_YET_SIMULATED) for k, p in _PROFILES.items()
+    k: tuple(FaultCode(code) for code in p.faults) for k, p in _PROFILES.items()
 }
 
 FAILURE_CRITERIA: dict[FaultCode, FailureCriterion] = {
     FaultCode(code): fault.criterion
     for p in _PROFILES.values()
     for code, fault in p.faults.items()
-    if fault.criterion is not None and code not in _NOT_YET_SIMULATED
+    if fault.criterion is not None
 }
 
 

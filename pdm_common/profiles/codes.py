@@ -8,19 +8,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["EEV_STUCK_OPEN", "FOUR_WAY_VALVE_LEAK", "SENSOR_FAULT", "UNCLASSIFIED", "FaultCode"]
+__all__ = ["SENSOR_FAULT", "UNCLASSIFIED", "FaultCode"]
 
 SENSOR_FAULT = "sensor_fault"
 """The probable-fault code for a broken sensor; never a machine fault (DESIGN.md §3)."""
 
 UNCLASSIFIED = "unclassified"
 """The probable-fault code of a machine anomaly that no signature of its kind explains."""
-
-
-FOUR_WAY_VALVE_LEAK = "four_way_valve_leak"
-EEV_STUCK_OPEN = "eev_stuck_open"
-"""Heat-pump faults the fleet simulator is learning to inject (issue 15, in progress); they join
-:class:`FaultCode` when it does, so ``set(FaultCode)`` stays "the faults the simulator covers"."""
 
 
 class FaultCode(StrEnum):
@@ -34,6 +28,8 @@ class FaultCode(StrEnum):
     LOW_FLOW = "low_flow"
     EXPANSION_VALVE = "expansion_valve"
     """Restricted or stuck-closed electronic expansion valve."""
+    FOUR_WAY_VALVE_LEAK = "four_way_valve_leak"
+    EEV_STUCK_OPEN = "eev_stuck_open"
     # industrial pump (failure-physics.md B3, D)
     BEARING_WEAR = "bearing_wear"
     CAVITATION = "cavitation"

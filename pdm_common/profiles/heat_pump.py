@@ -10,7 +10,7 @@ with their sources; [E] marks an engineering assumption, as in failure-physics.m
 
 from __future__ import annotations
 
-from pdm_common.profiles.codes import EEV_STUCK_OPEN, FOUR_WAY_VALVE_LEAK, FaultCode
+from pdm_common.profiles.codes import FaultCode
 from pdm_common.profiles.schema import Channel, ChannelRole, FailureCriterion, Fault, Operating, Profile
 
 __all__ = ["PROFILE"]
@@ -158,7 +158,7 @@ PROFILE = Profile(
                     "Check for a blocked liquid-line filter"),
             source="failure-physics.md A2 expansion valve, closed/restricted",
         ),
-        FOUR_WAY_VALVE_LEAK: Fault(
+        FaultCode.FOUR_WAY_VALVE_LEAK: Fault(
             # Discharge gas bleeds to suction inside the valve: suction pressure and suction gas
             # temperature up, head down, the superheated suction gas drives the discharge temperature up
             # to its trip; the smaller lift lowers the current at the same speed, which tells it from
@@ -177,7 +177,7 @@ PROFILE = Profile(
                     "Check the valve coil and that the valve switches fully after a defrost"),
             source="failure-physics.md A2 4-way valve internal leak; D",
         ),
-        EEV_STUCK_OPEN: Fault(
+        FaultCode.EEV_STUCK_OPEN: Fault(
             # Stuck open: superheat -> 0 (suction gas at evaporating temperature), liquid flood-back,
             # low discharge superheat (discharge temperature falls towards condensing), evaporating
             # pressure up with the extra refrigerant flow; the compressor labours on liquid, so the
