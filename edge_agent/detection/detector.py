@@ -261,7 +261,7 @@ class AssetDetector:
         if ev is not None:
             self._last_ev = ev
             if warm:
-                self.trend.add(int(t // 3600), ev.names, ev.residual, ev.value, ev.valid)
+                self.trend.add(int(t // 3600), ev.names, ev.residual(), ev.value, ev.valid)
                 if score >= hysteresis:
                     self._vote(ev, t)
         self.last_score = score
@@ -419,12 +419,13 @@ class AssetDetector:
         if ev is None:
             return Finding(None, (), None)
         signed = _signed(ev)
+        sigmas = ev.sigmas()
         deviations: list[tuple[float, MetricDeviation]] = []
         for i, name in enumerate(ev.names):
             if name not in signed:
                 continue
             deviations.append((abs(signed[name]), MetricDeviation(
-                name, _finite(ev.value[i]), _finite(ev.expected[i]), round(float(ev.sigmas[i]), 2))))
+                name, _finite(ev.value[i]), _finite(ev.expected[i]), round(float(sigmas[i]), 2))))
         deviations.sort(key=lambda d: -d[0])
         top = deviations[0][0] if deviations else 0.0
         contributors = tuple(d for mag, d in deviations[:_MAX_CONTRIBUTORS] if mag >= 0.3 * top and mag > 0)
@@ -455,7 +456,7 @@ class AssetDetector:
         i = self._at(name)
         if i is None or self._last_ev is None:
             return 0.0
-        v = float(self._last_ev.sigmas[i])
+        v = float(self._last_ev.sigmas()[i])
         return round(v, 2) if math.isfinite(v) else 0.0
 
     def recent(self, name: str) -> list[tuple[int, float]]:

@@ -67,8 +67,8 @@ class Evidence:
 
     ``point`` and ``drift`` are signed and in threshold units (1 = the channel alone reaches its
     threshold); ``valid`` marks channels that were present, healthy and scored. ``value`` and
-    ``expected`` are in the channel's unit (NaN when unknown); ``sigmas`` is the signed deviation in
-    residual sigmas shown to people; ``residual`` is reading minus expectation in the channel's unit.
+    ``expected`` are in the channel's unit (NaN when unknown); ``point_sigmas`` and ``drift_sigmas``
+    are the same deviations in the model's own sigmas, as shown to people.
     """
 
     names: Sequence[str]
@@ -77,8 +77,18 @@ class Evidence:
     valid: BoolArray
     value: FloatArray
     expected: FloatArray
-    sigmas: FloatArray
-    residual: FloatArray
+    point_sigmas: FloatArray
+    drift_sigmas: FloatArray
+
+    def sigmas(self) -> FloatArray:
+        """Per channel, the deviation in sigmas of whichever evidence (point or drift) is stronger."""
+        out: FloatArray = np.where(np.abs(self.drift) >= np.abs(self.point), self.drift_sigmas, self.point_sigmas)
+        return out
+
+    def residual(self) -> FloatArray:
+        """Reading minus expectation, in the channel's unit (NaN where either is unknown)."""
+        out: FloatArray = self.value - self.expected
+        return out
 
 
 @dataclass(frozen=True, slots=True)

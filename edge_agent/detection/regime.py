@@ -166,6 +166,7 @@ class RegimeDetector:
         self._res_n: FloatArray = np.zeros(0)
         self._floor: FloatArray = np.zeros(0)
         self._log: BoolArray = np.zeros(0, dtype=bool)
+        self._any_log = False
         self._quantum: FloatArray = np.zeros(0)
         self._prev_y: FloatArray = np.zeros(0)
         # Drift windows: weighted sum, sum of weights and of squared weights (bias-corrected EWMA).
@@ -191,10 +192,12 @@ class RegimeDetector:
         self.thr_point = self.tuning.point_sigmas
         self.thr_drift = self.tuning.drift_sigmas
         self._pending: tuple[float, FloatArray, FloatArray, FloatArray, float, BoolArray] | None = None
+        self._sigma_cache: FloatArray | None = None
 
     # --- model ---------------------------------------------------------------------------------------
     def _add_metric(self, name: str) -> None:
         ch = self.plan.channel(name)
+        self._sigma_cache = None
         self._index[name] = len(self.metrics)
         self.metrics.append(name)
         self._theta = np.vstack([self._theta, np.zeros((1, self.dim))])
@@ -204,6 +207,7 @@ class RegimeDetector:
         self._prev_y = np.append(self._prev_y, np.nan)
         self._prev_z = np.append(self._prev_z, np.nan)
         self._log = np.append(self._log, ch.log_scale)
+        self._any_log = bool(self._log.any())
         # Floor of the residual sigma: the sensor's noise, half a quantisation step (below, with the
         # learned one), and half a percent of the normal range, so a set-point or a very quiet channel
         # cannot make one step "hundreds of sigmas". In log space the floors are relative.
@@ -251,24 +255,29 @@ class RegimeDetector:
         for name in values:
             if name not in self._index and name not in self.drivers and plan.accepts(name):
                 self._add_metric(name)
-        excluded = sample.excluded
-        y = np.array([values.get(n, np.nan) if n not in excluded else np.nan for n in self.metrics])
-        if self._log.any():
+        y = np.array([values.get(n, np.nan) for n in self.metrics])
+        for name in sample.excluded:
+            i = self._index.get(name)
+            if i is not None:
+                y[i] = np.nan
+        if self._any_log:
             logged = self._log & ~np.isnan(y)
             y[logged] = np.log(np.maximum(y[logged], _LOG_MIN))
         return y
 
     def _raw(self, v: FloatArray) -> FloatArray:
         """Model-space values back in the channels' own units."""
-        if not self._log.any():
+        if not self._any_log:
             return v
         out = v.copy()
         out[self._log] = np.exp(np.minimum(v[self._log], 700.0))
         return out
 
     def _sigma(self) -> FloatArray:
+        """Residual sigma per channel, never below its floor; cached until the model learns again."""
         floor = np.maximum(self._floor, 0.5 * np.where(np.isfinite(self._quantum), self._quantum, 0.0))
         out: FloatArray = np.sqrt(np.maximum(self._res_var, np.maximum(floor, _EPS) ** 2))
+        self._sigma_cache = out
         return out
 
     # --- protocol ------------------------------------------------------------------------------------
@@ -281,36 +290,26 @@ class RegimeDetector:
         h = max(float(px @ x), 0.0)
         pred = self._theta @ x
         e = y - pred
-        sigma = self._sigma()
+        sigma = self._sigma_cache if self._sigma_cache is not None else self._sigma()
         z = e / (sigma * math.sqrt(1.0 + h))
         present = ~np.isnan(z)
         dt = self.clock.tick(sample.t, gap=sample.gap)
         self._pending = (sample.t, x, y, e, h, present)
-        phase2 = self._phase2()
         novel = self.warm and h > self.novel_at
-        if not (phase2 or self.warm) or m == 0:
+        if not (self.warm or self._phase2()) or m == 0:
             return Score(scored=False, novel=novel)
-        zc = np.clip(np.where(present, z, 0.0), -_Z_CLIP * self.thr_point, _Z_CLIP * self.thr_point)
-        self._smooth(zc, present, dt, restart=sample.gap, fresh=sample.fresh)
+        z0 = np.where(present, z, 0.0)
+        limit = _Z_CLIP * self.thr_point
+        self._smooth(np.clip(z0, -limit, limit), present, dt, restart=sample.gap, fresh=sample.fresh)
         drift_sig = self._drift_sigmas()
-        point_ev = np.where(present, z, 0.0) / self.thr_point
+        point_ev = z0 / self.thr_point
         drift_ev = drift_sig / self.thr_drift
-        valid = present & (self._S1 > _EPS)
-        y_raw, pred_raw = self._raw(y), self._raw(pred)
-        ev = Evidence(
-            names=self.metrics,
-            point=point_ev,
-            drift=drift_ev,
-            valid=valid,
-            value=y_raw,
-            expected=pred_raw,
-            sigmas=np.where(np.abs(drift_ev) >= np.abs(point_ev), drift_sig, np.where(present, z, 0.0)),
-            residual=y_raw - pred_raw,
-        )
+        ev = Evidence(names=self.metrics, point=point_ev, drift=drift_ev, valid=present, value=self._raw(y),
+                      expected=self._raw(pred), point_sigmas=z0, drift_sigmas=drift_sig)
         if not self.warm:
-            self._collect(np.abs(np.where(present, z, 0.0)), np.abs(drift_sig), h, present)
+            self._collect(np.abs(z0), np.abs(drift_sig), h, present)
             return Score(scored=False, evidence=ev)
-        top = float(np.max(np.maximum(np.abs(point_ev), np.abs(drift_ev)), initial=0.0, where=valid))
+        top = float(np.max(np.maximum(np.abs(point_ev), np.abs(drift_ev)), initial=0.0, where=present))
         return Score(scored=not novel, value=top, evidence=ev, novel=novel)
 
     def learn_one(self, sample: Sample, score: Score, *, allowed: bool) -> None:
@@ -334,6 +333,7 @@ class RegimeDetector:
                sample: Sample) -> None:
         if not present.any():
             return
+        self._sigma_cache = None
         dt = min(self.clock.interval_s or 0.0, self.tuning.halflife_s)
         lam = math.exp(-math.log(2) * dt / self.tuning.halflife_s) if dt > 0 else 1.0
         px = self._P @ x
@@ -380,11 +380,11 @@ class RegimeDetector:
                 self._A[i] = self._S1[i] = self._S2[i] = 0.0
         d = math.exp(-math.log(2) * dt / self.tuning.drift_halflife_s)
         self._A *= d
+        self._A += z  # zero where absent
         self._S1 *= d
+        self._S1 += present
         self._S2 *= d * d
-        self._A[present] += z[present]
-        self._S1[present] += 1.0
-        self._S2[present] += 1.0
+        self._S2 += present
 
     def _drift_sigmas(self) -> FloatArray:
         s1 = np.maximum(self._S1, _EPS)

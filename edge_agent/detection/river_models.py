@@ -164,10 +164,11 @@ class RiverResidualDetector(_Buffered):
 
     Per measured channel a ``preprocessing.StandardScaler() | linear_model.LinearRegression()`` on the
     drivers (and their squares) learns the normal relation during warm-up; the residual's spread is
-    ``stats.Var`` of the warm-up residuals. A ``drift.PageHinkley`` per channel watches the
-    standardised residuals for a slow shift of the mean (slow change is the signal of degradation);
-    a detected change counts as drift evidence for ``drift_halflife_h``. Without drivers the model is
-    the channel's warm-up mean.
+    ``stats.Var`` of the warm-up residuals. A ``drift.ADWIN`` per channel watches the standardised
+    residuals for a shift of their mean (slow change is the signal of degradation); a detected change
+    counts as drift evidence, in the direction of the window's new mean, for ``drift_halflife_h``.
+    (``drift.PageHinkley`` would do too, but its state pickles through ``getattr``, which a checkpoint
+    loader must not allow.) Without drivers the model is the channel's warm-up mean.
     """
 
     def reset(self) -> None:
@@ -205,7 +206,7 @@ class RiverResidualDetector(_Buffered):
             if sd > 0.0:
                 self.models[name] = model
                 self.spread[name] = sd
-                self.change[name] = drift.PageHinkley(min_instances=30, mode="both")
+                self.change[name] = _adwin()
         self.metrics = list(self.models)
         self._buffer = []
         self.warm = True
@@ -231,13 +232,13 @@ class RiverResidualDetector(_Buffered):
             detector = self.change[name]
             detector.update(z[i])
             if detector.drift_detected:
-                self.changed_at[name] = (sample.t, math.copysign(1.0, z[i]))
+                self.changed_at[name] = (sample.t, math.copysign(1.0, detector.estimation))
             seen = self.changed_at.get(name)
             if seen is not None and sample.t - seen[0] <= self.drift_hold_s:
                 drift_ev[i] = seen[1]
         point = z / self.point_sigmas
         ev = Evidence(names=self.metrics, point=point, drift=drift_ev, valid=valid, value=val, expected=exp,
-                      sigmas=z, residual=val - exp)
+                      point_sigmas=z, drift_sigmas=drift_ev)
         top = float(np.max(np.maximum(np.abs(point), np.abs(drift_ev)), initial=0.0, where=valid))
         return Score(scored=True, value=top, evidence=ev)
 
@@ -252,7 +253,7 @@ class RiverResidualDetector(_Buffered):
         """Forget the drift detections (after a service visit)."""
         self.changed_at.clear()
         for name in self.change:
-            self.change[name] = drift.PageHinkley(min_instances=30, mode="both")
+            self.change[name] = _adwin()
 
     def problems(self) -> list[str]:
         """Inconsistencies of a restored state (empty when sound)."""
@@ -260,3 +261,8 @@ class RiverResidualDetector(_Buffered):
         if set(self.metrics) != set(self.models) or any(not (s > 0 and math.isfinite(s)) for s in self.spread.values()):
             out.append("residual models and spreads do not match")
         return out
+
+
+def _adwin() -> Any:
+    """A fresh ``drift.ADWIN`` with River's defaults (delta 0.002: a change is reported at 99.8 %)."""
+    return drift.ADWIN()  # type: ignore[no-untyped-call]  # River's ADWIN constructor is not annotated

@@ -194,6 +194,9 @@ class SensorWatch:
         ch = self._ch.get(name)
         if ch is None:
             return _OK
+        return self._status(ch, t)
+
+    def _status(self, ch: _Channel, t: float) -> SensorStatus:
         if ch.missing_run >= self.tuning.dropout_samples:
             return SensorStatus.DROPOUT
         if self._stuck(ch):
@@ -208,6 +211,8 @@ class SensorWatch:
         return _OK
 
     def _stuck(self, ch: _Channel) -> bool:
+        if ch.same_run < _MIN_STUCK_RUN:  # the common case, decided without a logarithm
+            return False
         noisy = ch.seen >= _MIN_SEEN and ch.changes > _NOISY_SHARE * ch.seen and not ch.noiseless
         return noisy and ch.same_run >= self._stuck_run(ch)
 
@@ -218,7 +223,7 @@ class SensorWatch:
 
     def statuses(self, t: float) -> dict[str, SensorStatus]:
         """Health of every watched channel seen so far, in first-seen order."""
-        return {name: self.status(name, t) for name in self._ch}
+        return {name: self._status(ch, t) for name, ch in self._ch.items()}
 
     def restart(self) -> None:
         """The stream was interrupted (silence, a restart): the next sample starts every run afresh."""

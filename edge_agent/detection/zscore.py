@@ -71,7 +71,7 @@ class RobustZScore:
         z = np.where(valid, z, 0.0)
         ev_z = z / self.threshold
         ev = Evidence(names=self.metrics, point=ev_z, drift=np.zeros_like(z), valid=valid, value=x,
-                      expected=self.center.copy(), sigmas=z, residual=np.where(valid, x - self.center, np.nan))
+                      expected=self.center.copy(), point_sigmas=z, drift_sigmas=np.zeros_like(z))
         return Score(scored=True, value=float(np.max(np.abs(ev_z), initial=0.0, where=valid)), evidence=ev)
 
     def learn_one(self, sample: Sample, score: Score, *, allowed: bool) -> None:
