@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pdm_common
 from edge_agent.config import AgentSettings
-from edge_agent.install import Layout
 from pdm_common.doctor import (
     Check,
     CheckResult,
@@ -30,6 +29,7 @@ from pdm_common.doctor import (
     credential_map,
     fail,
     health_summary,
+    installed_unit,
     mqtt_for_doctor,
     ok,
     run_checks,
@@ -89,7 +89,7 @@ def directories(settings: AgentSettings) -> list[tuple[str, Path]]:
 
 def credential_map_of(settings: AgentSettings, root: Path = Path("/")) -> dict[Path, Path]:
     """Configured credential paths → the installed unit's ``LoadCredential=`` sources."""
-    return credential_map(settings, UNIT, unit_credentials(root / Layout().unit))
+    return credential_map(settings, UNIT, unit_credentials(installed_unit(UNIT, root)))
 
 
 def _local_checks(settings: AgentSettings, now: datetime, mqtt: MqttSettings) -> list[tuple[str, Check]]:
@@ -115,7 +115,7 @@ def agent_checks(settings: AgentSettings, *, now: datetime, network: bool = True
         timeout_s: bound of each network probe.
         root: where the installed unit lives (its LoadCredential= sources map credential paths).
     """
-    mqtt = mqtt_for_doctor(settings.mqtt, UNIT, unit_credentials(root / Layout().unit))
+    mqtt = mqtt_for_doctor(settings.mqtt, UNIT, unit_credentials(installed_unit(UNIT, root)))
     resolve = credential_map_of(settings, root)
     checks: list[tuple[str, Check]] = [
         ("files", lambda: check_files(settings, directories=directories(settings), resolve=resolve))]

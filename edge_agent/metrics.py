@@ -29,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pdm_common.contracts import Severity
-from pdm_common.metrics import IngestMetrics, OutboxMetrics
+from pdm_common.metrics import IngestMetrics, OutboxMetrics, build_info
 
 __all__ = ["CONDITIONS", "DROP_REASONS", "NAMESPACE", "AgentMetrics", "AssetGauges", "AssetView"]
 
@@ -93,6 +93,7 @@ class AgentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r, ns = self.registry, NAMESPACE
+        build_info(r, ns)
         self.ingest = IngestMetrics(r, ns)
         self.outbox = OutboxMetrics(r, ns)
         self.telemetry_received = self.ingest.received.labels(channel="telemetry")

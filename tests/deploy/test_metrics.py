@@ -62,7 +62,8 @@ def test_bridge_delivery_metrics() -> None:
     r = m.registry
     assert _value(r, "pdm_bridge_delivery_attempts_total", desk="zd", outcome="delivered") == 1
     assert _value(r, "pdm_bridge_delivery_attempts_total", desk="zd", outcome="retryable") == 1
-    assert _value(r, "pdm_bridge_delivery_failures_total", desk="zd") == 2
+    assert _value(r, "pdm_bridge_delivery_failures_total", desk="zd", reason="retryable") == 1
+    assert _value(r, "pdm_bridge_delivery_failures_total", desk="zd", reason="permanent") == 1
     assert _value(r, "pdm_bridge_delivery_latency_seconds_count", desk="zd") == 3
 
 
