@@ -239,7 +239,7 @@ class EdgeAgent:
         """Serve metrics and connect to the broker in the background."""
         _log.info("agent.starting", gateway=self.settings.gateway, site=self.settings.site, version=__version__,
                   config_hash=self._config_hash, state_dir=str(self.settings.state_dir),
-                  assets_checkpointed=len(self._unrestored) + len(self.engine.asset_keys()),
+                  assets_restored=len(self._unrestored) + len(self.engine.asset_keys()),
                   pending_events=len(self.outbox))
         if self.settings.metrics.enabled:
             self._metrics_server = start_metrics_server(
@@ -320,10 +320,10 @@ class EdgeAgent:
         closing = threading.Thread(target=server.close, name="metrics-close") if server is not None else None
         if closing is not None:
             closing.start()
-        self._shutdown_step("inbound", self._discard_inbound)
         self._shutdown_step("checkpoint", self._save_all)
         self._shutdown_step("status", self._say_offline)
         self._shutdown_step("mqtt", self.mqtt.stop)
+        self._shutdown_step("inbound", self._discard_inbound)  # the network thread has ended: nothing more comes
         self._shutdown_step("outbox", self._close_outbox)
         if self._writer is not None:
             self._shutdown_step("checkpoint_writer", self._writer.close)

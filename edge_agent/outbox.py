@@ -546,8 +546,7 @@ def _unusable(path: Path) -> str | None:
     """Why an existing file cannot be used as it is (None: absent, or fine, or migratable)."""
     if not path.exists():
         return None
-    if path.stat().st_size == 0 and not Path(f"{path}-wal").exists():
-        return "empty file"
+    empty = path.stat().st_size == 0  # only a valid -wal beside it can still hold the outbox
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
@@ -558,6 +557,8 @@ def _unusable(path: Path) -> str | None:
             return f"integrity check: {str(check)[:200]}"
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "outbox" not in tables:
+            if empty:
+                return "empty file"  # 0 bytes, and no WAL (or a garbage one) to recover it from
             return "no outbox table" if tables else None  # an empty database is a fresh outbox
         columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
         if not columns >= _REQUIRED_COLUMNS:

@@ -247,14 +247,22 @@ class MqttClient:
         if s.username is not None:
             self._client.username_pw_set(s.username, s.resolved_password())
         if s.tls.enabled:
-            self._client.tls_set(
-                ca_certs=str(s.tls.ca_file) if s.tls.ca_file else None,
-                certfile=str(s.tls.cert_file) if s.tls.cert_file else None,
-                keyfile=str(s.tls.key_file) if s.tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            # What paho's tls_set() builds, in a context that remembers the sockets it wraps: paho
+            # leaves the socket of a failed handshake open (a wrong CA, a plain-text port), and
+            # _run() closes it instead of leaving it to the garbage collector.
+            context = _TrackingContext(ssl.PROTOCOL_TLS_CLIENT)
+            if s.tls.cert_file is not None:
+                context.load_cert_chain(str(s.tls.cert_file), str(s.tls.key_file) if s.tls.key_file else None)
+            context.verify_mode = ssl.CERT_REQUIRED
+            if s.tls.ca_file is not None:
+                context.load_verify_locations(str(s.tls.ca_file))
+            else:
+                context.load_default_certs()
+            self._tls_context: _TrackingContext | None = context
+            self._client.tls_set_context(context)
             self._client.tls_insecure_set(s.tls.insecure)
+        else:
+            self._tls_context = None
         if will is not None:
             self._client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._client.on_connect = self._handle_connect
@@ -403,6 +411,8 @@ class MqttClient:
                         self._client.reconnect()
                     socket_open = True
                 except (OSError, ssl.SSLError) as exc:
+                    if self._tls_context is not None:
+                        self._tls_context.close_unused(self._client.socket())
                     delay = self._backoff.delay(attempt, self._rng)
                     _log.warning(
                         "mqtt.connect_failed",
@@ -566,6 +576,22 @@ class MqttClient:
             return
         if self._on_publish_ack is not None:
             self._on_publish_ack(mid)
+
+
+class _TrackingContext(ssl.SSLContext):
+    """An SSL context that keeps the last socket it wrapped, so that a failed handshake's can be closed."""
+
+    last: ssl.SSLSocket | None = None
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        self.last = super().wrap_socket(*args, **kwargs)
+        return self.last
+
+    def close_unused(self, in_use: object) -> None:
+        """Close the last wrapped socket unless it is the one paho kept (``in_use``)."""
+        last, self.last = self.last, None
+        if last is not None and last is not in_use:
+            last.close()
 
 
 def _no_write_callback(_client: paho.Client, _userdata: Any, _sock: Any) -> None:

@@ -9,6 +9,7 @@ control: what exceeds the bound is dropped and counted, never silently.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -91,7 +92,7 @@ def _publish_all(broker: BrokerInfo, messages: list[tuple[str, bytes]], qos: int
 
 @pytest.mark.mosquitto
 def test_burst_far_above_the_bounds_is_scored_exactly_once(mosquitto_broker: BrokerInfo, tmp_path: Path,
-                                                           capfd: pytest.CaptureFixture[str]) -> None:
+                                                           agent_log: io.StringIO) -> None:
     n = 3000
     agent = _agent(mosquitto_broker, tmp_path, inbound_queue_max=100)
     agent.start()
@@ -111,8 +112,8 @@ def test_burst_far_above_the_bounds_is_scored_exactly_once(mosquitto_broker: Bro
     count = agent.metrics.registry.get_sample_value("pdm_agent_detector_latency_seconds_count")
     assert count == n
     assert sum(agent.dropped.values()) == 0 and agent.mqtt.connects == 1 and agent.mqtt.redeliveries_skipped == 0
-    err = capfd.readouterr().err
-    assert re.search(r"agent\.degraded.*condition=['\"]?backpressure", err), "backpressure is reported"
+    assert re.search(r"event=agent\.degraded .*condition=backpressure", agent_log.getvalue()), "logged, with the fix"
+    assert agent.metrics.registry.get_sample_value("pdm_agent_degraded", {"condition": "backpressure"}) == 1
 
 
 def test_qos0_beyond_the_bound_is_dropped_and_counted(mqtt_broker: BrokerInfo, tmp_path: Path) -> None:
@@ -172,16 +173,19 @@ def test_refused_publishes_free_the_window_and_are_counted(tmp_path: Path) -> No
     broker = MosquittoBroker(extra_config=f"acl_file {acl}\nuser root\n").start()
     try:
         info = BrokerInfo(host=broker.host, port=broker.port, protocol="5", kind="mosquitto")
-        agent = _agent(info, tmp_path / "state", publish_window=5)
+        agent = _agent(info, tmp_path / "state", publish_window=5, outbox_max_rows=100)
         agent.start()
         with _running(agent) as loop:
             loop.start()
             assert agent.mqtt.wait_connected(10)
-            _publish_all(info, _burst(20, 20), qos=1)  # 20 new assets: 20 retained states to publish
+            _publish_all(info, _burst(120, 120), qos=1)  # 120 new assets: 120 retained states to publish
             refused = "pdm_agent_publish_refused_total"
             assert wait_until(lambda: (agent.metrics.registry.get_sample_value(
-                refused, {"reason": "Not authorized"}) or 0) >= 20, 15), "the window stayed pinned"
+                refused, {"reason": "Not authorized"}) or 0) >= 100, 15), "the window stayed pinned"
             assert agent.health()["publishing"].startswith("degraded")
-            assert len(agent.outbox) == 20, "refused events stay in the outbox for a later retry"
+            assert len(agent.outbox) == 100, "refused events stay in the outbox for a later retry, bounded"
+            # The bound dropped the oldest 20 states, and the counter says so (it used to stay at 0).
+            dropped = "pdm_agent_outbox_dropped_total"
+            assert wait_until(lambda: agent.metrics.registry.get_sample_value(dropped, {"event": "state"}) == 20, 5)
     finally:
         broker.stop()

@@ -6,6 +6,7 @@ Issue 14.6 (the checkpoint directory is a file) and 14.4 (a checkpoint row that 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -15,8 +16,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from edge_agent import checkpoint
 from edge_agent.app import CHECKPOINT_DIR, CHECKPOINT_FILE, EdgeAgent
@@ -58,7 +57,7 @@ def _wire(stream: HeatPumpStream, hours: float, start_h: float = 0.0) -> list[tu
 
 
 def test_a_checkpoint_directory_that_is_a_file_degrades_and_recovers(
-    mqtt_broker: BrokerInfo, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    mqtt_broker: BrokerInfo, tmp_path: Path, agent_log: io.StringIO
 ) -> None:
     (tmp_path / CHECKPOINT_DIR).write_text("someone put a file here")
     stream = HeatPumpStream(site=SITE, asset="hp-1")
@@ -69,9 +68,9 @@ def test_a_checkpoint_directory_that_is_a_file_degrades_and_recovers(
         assert agent.health()["checkpoint_writes"].startswith("degraded: checkpoints unavailable")
         status = GatewayStatus.from_json(agent._status_payload("online"), max_bytes=8192)
         assert status.health["checkpoint_writes"].startswith("degraded")
-    err = capfd.readouterr().err
+    err = agent_log.getvalue()
     assert "Traceback" not in err
-    assert len(re.findall(r"condition=['\"]?checkpoint_disk", err)) == 1, "one log line for the condition, with the fix"
+    assert len(re.findall(r"event=agent\.degraded .*condition=checkpoint_disk", err)) == 1, "one line, with the fix"
     assert "remove whatever is at" in err
     (tmp_path / CHECKPOINT_DIR).unlink()
     with _agent(mqtt_broker, tmp_path) as agent:
@@ -80,7 +79,7 @@ def test_a_checkpoint_directory_that_is_a_file_degrades_and_recovers(
 
 
 def test_a_hostile_checkpoint_row_costs_its_asset_a_re_warm_and_runs_nothing(
-    mqtt_broker: BrokerInfo, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    mqtt_broker: BrokerInfo, tmp_path: Path, agent_log: io.StringIO
 ) -> None:
     warm = HeatPumpStream(site=SITE, asset="hp-warm")
     engine = new_engine()
@@ -107,8 +106,8 @@ def test_a_hostile_checkpoint_row_costs_its_asset_a_re_warm_and_runs_nothing(
     states = {s.asset: s for s in agent.engine.asset_states()}
     assert states["hp-warm"].warmup_progress == 1.0, "the legitimate checkpoint was restored"
     assert states["hp-evil"].warmup_progress < 1.0, "the refused asset starts over"
-    err = capfd.readouterr().err
-    assert "checkpoint.asset_refused" in err and "posix.system" in err and "Traceback" not in err
+    err = agent_log.getvalue()
+    assert "event=checkpoint.asset_refused" in err and "posix.system" in err and "Traceback" not in err
 
 
 class _Gadget:

@@ -7,6 +7,7 @@ as when an operator frees space. Corrupt files are written by hand, as a failing
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.outbox import Outbox, OutboxEntry, OutboxKind
+from pdm_common.logs import configure_logging
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,14 +132,19 @@ def _salvaged(path: Path) -> tuple[Outbox, list[bytes]]:
     return box, [i.payload for i in box.pending(10_000)]
 
 
-def test_a_zero_byte_outbox_is_moved_aside_and_reported(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_zero_byte_outbox_is_moved_aside_and_reported(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     path.write_bytes(b"")
-    box, rows = _salvaged(path)
+    Path(f"{path}-wal").write_bytes(b"garbage" * 100)  # nothing a WAL could recover the file from
+    log = io.StringIO()
+    configure_logging(stream=log)
+    try:
+        box, rows = _salvaged(path)
+    finally:
+        configure_logging()
     assert rows == [] and box.health.ok
     assert list(tmp_path.glob("outbox.sqlite3.corrupt-*"))
-    err = capfd.readouterr().err
-    assert "outbox.corrupt" in err and "empty file" in err
+    assert "event=outbox.corrupt" in log.getvalue() and "empty file" in log.getvalue()
 
 
 def test_a_truncated_outbox_is_salvaged_row_by_row(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.slow
 SEED = 7
 
 
-def _agent(rig: Rig, **over: object) -> tuple[Service, int]:
+def _agent(rig: Rig, **over: Any) -> tuple[Service, int]:
     cfg, port = agent_config(rig.workdir, rig.broker, rig.keys, detection=FAST_DETECTION, **over)
     agent = Service("agent", "edge_agent.cli", cfg, rig.workdir).start()
     assert wait_until(lambda: metric(port, "pdm_agent_mqtt_connected") == 1.0, 60), agent.log()[-3000:]
@@ -170,8 +171,6 @@ def test_disk_full_loses_no_accepted_alert_event(rig: Rig, small_disk: Path) -> 
     assert contiguous(published) == {} and published == reference
 
 
-@pytest.mark.xfail(strict=True, reason="needs detect: a sample older than the asset's last is skipped (OverflowError "
-                   "in regime.features on a negative run time); needs runtime: per-message exception catch")
 def test_clock_step_back_leaves_the_agent_running_and_restartable(rig: Rig) -> None:
     agent, port = _agent(rig)
     messages = fleet_messages(rig.workdir, seed=SEED, days=2.0)
@@ -257,7 +256,6 @@ def test_check_config_names_every_missing_file(rig: Rig) -> None:
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: a corrupt agent outbox is moved aside with the loss counted")
 def test_a_zero_byte_agent_outbox_is_moved_aside(rig: Rig) -> None:
     state = rig.workdir / "agent-state"
     state.mkdir()

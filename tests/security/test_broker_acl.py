@@ -78,6 +78,5 @@ def test_tls_is_verified(rig: Rig, other_ca: Path) -> None:
     assert _probe_tls(rig, other_ca) == [False, False], "connected without verifying the broker's certificate"
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: the MQTT adapter closes the socket of a failed TLS handshake")
 def test_a_refused_tls_handshake_leaks_no_socket(rig: Rig, other_ca: Path) -> None:
     _probe_tls(rig, other_ca)
