@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pdm-edge needs Python >= 3.11; set PYTHON=python3.11")'
@@ -29,6 +29,15 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest
+
+# Long runs of the reliability and security suites (docs/reliability.md): 100 kill -9 rounds of agent
+# and bridge, 10,000 fuzz batches (120,000 hostile payloads) over MQTT. Hours on 2 cores; seeds from
+# PDM_CHAOS_SEED (default 20260105). Override SOAK_KILLS / SOAK_FUZZ for shorter or longer runs.
+SOAK_KILLS ?= 100
+SOAK_FUZZ ?= 10000
+soak: $(STAMP)
+	PDM_CHAOS_KILLS=$(SOAK_KILLS) PDM_FUZZ_EXAMPLES=$(SOAK_FUZZ) $(VENV)/bin/pytest tests/chaos tests/security \
+		--timeout=43200 -q -rxXf --durations=20
 
 bench: $(STAMP)
 	$(PY) bench/detection.py
