@@ -182,7 +182,7 @@ def test_clock_step_back_leaves_the_agent_running_and_restartable(rig: Rig) -> N
         sensors.send(messages)
         assert wait_until(lambda: _drained(port), 60)
         sensors.send(stepped)  # NTP corrects the PLCs' clocks three days back
-        assert wait_until(lambda: _drained(port), 60)
+        assert wait_until(lambda: not agent.alive or _drained(port), 60)
         assert agent.alive, agent.log()[-3000:]
         assert agent.stop() == 0
         for _ in range(3):
@@ -279,13 +279,13 @@ def test_a_truncated_bridge_outbox_keeps_what_can_be_read(rig: Rig) -> None:
     events = [alert(1, alert_id=f"hp-{i:04d}:2026-01-14T03:10:00Z:refrigerant_leak") for i in range(30)]
     with Sensors(rig.broker.settings("oslo-north")) as gateway:
         gateway.send([(f"pdm/v1/{ev.site}/{ev.asset}/alert", _signed(ev, rig)) for ev in events])
-    assert wait_until(lambda: metric(port, "pdm_bridge_outbox_depth") == 30.0, 30)
+    assert wait_until(lambda: metric(port, "pdm_bridge_outbox_depth") == 30.0, 15)
     bridge.stop()
     db = rig.workdir / "bridge-outbox.db"
     db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
     cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9", rig.desk.url))
     bridge.start()
-    assert wait_until(lambda: len(rig.desk.tickets("webhook")) > 0, 30), bridge.log()[-2000:]
+    assert wait_until(lambda: len(rig.desk.tickets("webhook")) > 0 or not bridge.alive, 15), bridge.log()[-2000:]
     assert bridge.stop() == 0
     assert any("corrupt" in p.name for p in rig.workdir.iterdir()), "the damaged file was not kept aside"
 
