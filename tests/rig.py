@@ -555,13 +555,13 @@ climate = "nordic"
 asset = "hp-0001"
 code = "refrigerant_leak"
 onset_day = {onset}
-failure_day = {failure}
+span_days = {span}
 
 [[faults]]
 asset = "pump-0001"
 code = "bearing_wear"
 onset_day = {onset}
-failure_day = {failure}
+span_days = {span}
 
 [[sensor_faults]]
 asset = "hp-0002"
@@ -584,7 +584,9 @@ def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int
     """
     onset, failure = round(days * 0.4, 3), round(days * 0.96, 3)
     path = workdir / "rig-fleet.toml"
-    path.write_text(SMALL_FLEET.format(days=days, period=period_s, onset=onset, failure=failure), encoding="utf-8")
+    # The simulator decides when a unit trips; ``failure`` sets the faults' time scale (onset + span).
+    text = SMALL_FLEET.format(days=days, period=period_s, onset=onset, span=failure - onset, failure=failure)
+    path.write_text(text, encoding="utf-8")
     run = generate(load_scenario(path), seed)
     out = []
     for rec in run.iter_records():
