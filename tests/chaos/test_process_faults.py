@@ -141,7 +141,7 @@ def run_with_kills(rig: Rig, *, seed: int, kills: int) -> ChaosOutcome:
         report = check_tickets(rig.desk.tickets("webhook"), published)
         latest = _latest_states(watcher)
         exit_codes = {"agent": agent.stop(), "bridge": bridge.stop()}
-    restored = [int(n) for n in re.findall(r"agent\.starting.*?assets_restored=(\d+)", agent.log())]
+    restored = [int(n) for n in re.findall(r"agent\.starting.*?assets_(?:restored|checkpointed)=(\d+)", agent.log())]
     return ChaosOutcome(
         report=report, published=published, gaps=contiguous(published), conflicts=conflicting_copies(watcher.alerts()),
         agent_kills=kills, bridge_kills=kills, recovery_s=recovery,
