@@ -106,7 +106,6 @@ def test_forged_site_in_payload_on_own_topic_is_refused(bridge: Bridge) -> None:
     assert _attack(bridge, "own", forge) == [1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="needs bridge: verify the gateway signature against [gateways.<gw>] site")
 def test_event_signed_by_a_gateway_that_does_not_own_the_site_is_refused(bridge: Bridge) -> None:
     # Defence in depth: the ACL lets a message through (e.g. a misconfigured ACL or a shared account),
     # the signature says gw-17, which does not own bergen-1.
@@ -118,7 +117,6 @@ def test_event_signed_by_a_gateway_that_does_not_own_the_site_is_refused(bridge:
     assert _attack(bridge, "sig", forge) == [1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="needs bridge: require_signed_alerts refuses unsigned events")
 def test_unsigned_event_is_refused(bridge: Bridge) -> None:
     def forge(b: Bridge, opened: AlertEvent) -> None:
         forged = _resolve_1000(b, opened)
@@ -127,7 +125,6 @@ def test_unsigned_event_is_refused(bridge: Bridge) -> None:
     assert _attack(bridge, "unsigned", forge) == [1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="needs bridge: bound event_seq jumps so one event cannot make the rest stale")
 def test_an_event_seq_jump_does_not_poison_the_alert(bridge: Bridge) -> None:
     # Signed by the real owner (a buggy agent): seq 1000 must not make 2 and 3 stale.
     def forge(b: Bridge, opened: AlertEvent) -> None:
