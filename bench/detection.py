@@ -163,7 +163,7 @@ def _process_asset(args: tuple[str, bool, dict[str, Any]]) -> AssetResult:
 
 
 def _explained_machine(truth: AssetTruth, at: datetime) -> bool:
-    return any(f.onset <= at <= f.failure + EXPLAIN_AFTER for f in truth.machine_faults)
+    return any(f.onset <= at and (f.failure is None or at <= f.failure + EXPLAIN_AFTER) for f in truth.machine_faults)
 
 
 def _explained_sensor(truth: AssetTruth, at: datetime, metric: str | None) -> bool:
@@ -194,6 +194,8 @@ def score_scenario(run: FleetRun, results: list[AssetResult]) -> dict[str, Any]:
         opened = [a for a in r.alerts if a["event"] == EventType.OPENED.value]
         machine_opened = [a for a in opened if a["code"] != SENSOR_FAULT]
         for f in t.machine_faults:
+            if f.failure is None:
+                continue
             span_d = (f.failure - f.onset).total_seconds() / 86400
             first = next((a for a in machine_opened if f.onset <= a["at"] < f.failure), None)
             pf = per_fault[f.code.value]

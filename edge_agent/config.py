@@ -41,13 +41,16 @@ class AgentSettings(ServiceSettings):
     telemetry_qos: Literal[0, 1] = Field(1, description="QoS of the telemetry subscription")
     state_dir: Path = Field(Path("/var/lib/pdm-edge-agent"), description="outbox and checkpoints live here")
     inbound_queue_max: int = Field(
-        10_000, ge=100, le=1_000_000, description="messages buffered between the network thread and the detector"
+        10_000, ge=100, le=1_000_000,
+        description="QoS 0 telemetry buffered for the detector before more is dropped (counted); QoS 1 is bounded "
+        "by mqtt.receive_maximum instead and never dropped",
     )
     status_interval_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="how often the retained gateway status (with health) is refreshed"
     )
     checkpoint_interval_s: float = Field(
-        300.0, ge=5.0, le=86_400.0, description="how often model state is checkpointed (also on every alert event)"
+        300.0, ge=5.0, le=86_400.0,
+        description="how often changed assets' model state is checkpointed (alert events are durable at once)",
     )
     outbox_max_rows: int = Field(
         10_000, ge=100, le=10_000_000, description="bound of the durable outbox; updated/state events drop first"

@@ -13,7 +13,7 @@ message stays fresh without one publish per sample.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,7 +21,7 @@ from edge_agent.commands import DEFAULT_MAX_SNOOZE_H
 from edge_agent.detection.detector import AssetDetector, Finding
 from edge_agent.detection.settings import DetectionSettings
 from edge_agent.errors import CommandRefused
-from edge_agent.lifecycle.machine import AlertTrack, Emit, Summary, TrackPolicy
+from edge_agent.lifecycle.machine import AlertTrack, Emit, Phase, Summary, TrackPolicy
 from pdm_common.catalog import SENSOR_FAULT
 from pdm_common.contracts import (
     MAX_COMMAND_RECORDS,
@@ -51,7 +51,7 @@ from pdm_common.contracts import (
 )
 from pdm_common.logs import get_logger
 
-__all__ = ["MODEL_NAME", "MODEL_VERSION", "DetectionEngine"]
+__all__ = ["MODEL_NAME", "MODEL_VERSION", "AssetKey", "DetectionEngine"]
 
 MODEL_NAME = "regime-rls-ewma"
 MODEL_VERSION = "3"
@@ -75,9 +75,15 @@ _MAJOR_P50_H = 72.0
 """Failure likely within three days: plan a visit in working hours before the weekend."""
 _MAJOR_SCORE = 3.0
 
+_PHASE_OF_STATUS = {AlertStatus.RECOVERING: Phase.RECOVERING, AlertStatus.VERIFYING: Phase.VERIFYING}
+"""Lifecycle phase of a track whose newest event had this status (persistence API, adopt)."""
+
 _log = get_logger(__name__)
 
 BUILTIN_KINDS = frozenset(k.value for k in AssetKind)
+
+AssetKey = tuple[str, str]
+"""``(site, asset)``."""
 
 
 @dataclass
@@ -130,6 +136,7 @@ class DetectionEngine:
         self._assets: dict[tuple[str, str], _Asset] = {}
         self._ignored_assets = 0
         self._policy = _track_policy(settings)
+        self._dirty: set[AssetKey] = set()
 
     def reconfigure(self, settings: DetectionSettings) -> None:
         """Swap the tuning in place, keeping every learned baseline, open alert and ``event_seq``.
@@ -206,6 +213,7 @@ class DetectionEngine:
         a = self._assets.get((site, asset))
         if a is None:
             raise CommandRefused("unknown_asset", f"no telemetry seen from {site}/{asset} on this gateway")
+        self._dirty.add((site, asset))
         try:
             targets = self._command_targets(a, cmd, now, max_snooze)
         except CommandRefused as refusal:
@@ -285,6 +293,7 @@ class DetectionEngine:
                 out += self._events(a, key, track, emits, now)
                 changed = changed or bool(emits)
             if changed:
+                self._dirty.add((a.site, a.asset))
                 out.append(self._state(a, now))
         return out
 
@@ -296,11 +305,92 @@ class DetectionEngine:
         """The current state of every known asset."""
         return [self._state(a, a.last_ts) for a in self._assets.values() if a.last_ts is not None]
 
+    # --- persistence API (runtime lane; used by edge_agent/app.py and edge_agent/checkpoint.py) -----
+    # Per-asset snapshots of what changed, restore one asset at a time, and reconciliation with the
+    # outbox's alert ledger. A snapshot is the asset's live state object: serialise it before the
+    # next call into the engine. Shared objects (settings, lifecycle policy) are referenced through
+    # shared_refs(), never copied into a snapshot, so a restore picks up the running ones.
+
+    def shared_refs(self) -> dict[str, object]:
+        """Objects every asset's state points at, by the name a checkpoint stores instead of them."""
+        return {"settings": self.settings, "policy": self._policy}
+
+    def asset_keys(self) -> list[AssetKey]:
+        """Every asset the engine holds."""
+        return list(self._assets)
+
+    def take_dirty(self) -> list[AssetKey]:
+        """Assets changed since the last call (and still held), forgetting the marks."""
+        dirty, self._dirty = self._dirty, set()
+        return [k for k in dirty if k in self._assets]
+
+    def mark_dirty(self, keys: Iterable[AssetKey]) -> None:
+        """Mark assets for the next save again (their last save failed)."""
+        self._dirty.update(keys)
+
+    def snapshot(self, key: AssetKey) -> object | None:
+        """The state of one asset to serialise now (None: unknown asset)."""
+        return self._assets.get(key)
+
+    def restore(self, key: AssetKey, state: object) -> None:
+        """Take one asset's state back from a checkpoint.
+
+        Raises:
+            TypeError: ``state`` is not an asset's state, or belongs to another key.
+        """
+        if not isinstance(state, _Asset) or (state.site, state.asset) != key:
+            raise TypeError(f"checkpoint of {key} holds {type(state).__name__}, not that asset's state")
+        for _key, track in state.tracks():
+            track.retune(self._policy)
+        self._assets[key] = state
+
+    def adopt(self, ev: AlertEvent) -> bool:
+        """Bring the alert's track up to ``ev``, the newest event the outbox ledger holds for it.
+
+        The ledger is written with every alert event and the checkpoint only on a timer, so after a
+        ``kill -9`` the restored track may be behind: without this, the alert would be re-opened
+        under a new id or an ``event_seq`` reused. Returns True when the track changed; False when
+        it was already as new, or the asset is not (yet) held.
+        """
+        a = self._assets.get((ev.site, ev.asset))
+        if a is None:
+            return False
+        key = ev.alert_id.rsplit(":", 1)[-1] if ev.is_sensor_fault else MACHINE
+        track = a.machine if key == MACHINE else a.sensors.get(key)
+        if track is None:
+            if ev.event is EventType.RESOLVED:
+                return False
+            track = a.sensors[key] = AlertTrack(f"{a.site}:{a.asset}", self._policy, scope=key)
+        if track.alert_id == ev.alert_id and track.event_seq >= ev.event_seq:
+            return False
+        if ev.event is EventType.RESOLVED:
+            if track.alert_id != ev.alert_id:
+                return False  # the track is already past it (a checkpoint taken after the resolve)
+            track.phase, track.event_seq = Phase.NORMAL, ev.event_seq
+            track.window.clear()
+            track.healthy_since = track.serviced_at = track.snoozed_until = None
+            track.finish()
+            a.last_events.pop(key, None)
+        else:
+            if track.alert_id is not None and track.first_seen is not None and track.first_seen > ev.first_seen:
+                return False  # the checkpoint knows a newer alert of this track
+            track.alert_id, track.event_seq = ev.alert_id, ev.event_seq
+            track.first_seen, track.last_seen, track.last_update_at = ev.first_seen, ev.last_seen, ev.emitted_at
+            track.phase = _PHASE_OF_STATUS.get(ev.status, Phase.OPEN) if ev.status is not None else Phase.OPEN
+            ttf = ev.time_to_failure_h.p50 if ev.time_to_failure_h is not None else None
+            track.last_summary = Summary(ev.severity, ev.probable_fault.code, ttf,
+                                         frozenset(c.metric for c in ev.contributors[:3]))
+            track.reported |= {c.metric for c in ev.contributors}
+            a.last_events[key] = ev
+        self._dirty.add((a.site, a.asset))
+        return True
+
     # --- internals ---------------------------------------------------------------------------------
     def _asset(self, tel: Telemetry) -> _Asset | None:
         key = (tel.site, tel.asset)
         a = self._assets.get(key)
         if a is not None:
+            self._dirty.add(key)
             return a
         if tel.kind not in BUILTIN_KINDS:
             # Until a profile registry exists, a kind without a profile is refused, never scored as another.
@@ -316,6 +406,7 @@ class DetectionEngine:
         a = _Asset(tel.site, tel.asset, kind, AssetDetector(kind, self.settings),
                    AlertTrack(f"{tel.site}:{tel.asset}", self._policy))
         self._assets[key] = a
+        self._dirty.add(key)
         _log.info("asset.new", site=tel.site, asset=tel.asset, kind=tel.kind)
         return a
 

@@ -46,6 +46,11 @@ class FaultCode(StrEnum):
     IMPELLER_WEAR = "impeller_wear"
     SEAL_LEAK = "seal_leak"
     MOTOR_OVERHEATING = "motor_overheating"
+    # --- added by the simulator lane (issue #15; names fixed in TEAM.md), to fold into the profiles ---
+    # heat pump: reversing-valve internal leak, and the EEV stuck open (``expansion_valve`` is the
+    # restricted / stuck-closed valve)
+    FOUR_WAY_VALVE_LEAK = "four_way_valve_leak"
+    EEV_STUCK_OPEN = "eev_stuck_open"
 
 
 FAULTS_BY_KIND: dict[AssetKind, tuple[FaultCode, ...]] = {
@@ -56,6 +61,9 @@ FAULTS_BY_KIND: dict[AssetKind, tuple[FaultCode, ...]] = {
         FaultCode.EVAPORATOR_ICING,
         FaultCode.LOW_FLOW,
         FaultCode.EXPANSION_VALVE,
+        # --- added by the simulator lane (issue #15) ---
+        FaultCode.FOUR_WAY_VALVE_LEAK,
+        FaultCode.EEV_STUCK_OPEN,
     ),
     AssetKind.PUMP: (
         FaultCode.BEARING_WEAR,
@@ -91,6 +99,11 @@ METRICS: dict[AssetKind, tuple[MetricSpec, ...]] = {
         MetricSpec("compressor_hz", "Hz", 0.0, 110.0, 0.0),
         MetricSpec("fan_rpm", "rpm", 0.0, 900.0, 5.0),
         MetricSpec("flow_lpm", "l/min", 12.0, 30.0, 0.3),
+        # --- added by the simulator lane (issue #15) ---
+        # Suction-line temperature at the compressor inlet = T_evap + superheat (failure-physics.md A1 table:
+        # suction_temp, sigma 0.2 [E]); lets superheat be derived with the suction pressure. The range covers
+        # evaporating at T_oa − 6…10 K down to the -30 °C of outdoor_temp_c.
+        MetricSpec("suction_temp_c", "°C", -35.0, 20.0, 0.2),
     ),
     # 30-75 kW centrifugal pump set on a rigid base: failure-physics.md B1/B3 [S]/[E].
     AssetKind.PUMP: (
@@ -103,6 +116,12 @@ METRICS: dict[AssetKind, tuple[MetricSpec, ...]] = {
         MetricSpec("flow_m3_h", "m³/h", 0.0, 500.0, 2.0),
         MetricSpec("speed_rpm", "rpm", 0.0, 3000.0, 2.0),
         MetricSpec("seal_temp_c", "°C", 20.0, 70.0, 0.2),
+        # --- added by the simulator lane (issue #15) ---
+        # Bearing-condition features that rise before broadband RMS (failure-physics.md B2/B3 proposed
+        # pump telemetry set [E]): kurtosis ≈ 3 healthy (Gaussian), sigma 0.2; envelope / HF acceleration
+        # 0.1-0.5 g healthy, 10 % scatter (the simulator adds it relative to the value).
+        MetricSpec("vibration_kurtosis", "-", 2.2, 4.2, 0.2),
+        MetricSpec("vibration_envelope_g", "g", 0.05, 0.6, 0.01),
     ),
 }
 """Operating-state flags (booleans) are not listed: ``defrost`` for heat pumps, ``running`` for pumps."""
@@ -182,4 +201,15 @@ FAILURE_CRITERIA: dict[FaultCode, FailureCriterion] = {
     FaultCode.MOTOR_OVERHEATING: FailureCriterion(
         "motor_temp_c", "above", 140.0, "winding thermal trip",
         "[S~] class F insulation, 80 K rise limit by resistance; [E] trip at 140 °C"),
+    # --- added by the simulator lane (issue #15) ---
+    FaultCode.FOUR_WAY_VALVE_LEAK: FailureCriterion(
+        "discharge_temp_c", "above", 115.0,
+        "discharge-temperature trip: hot gas bypassing to suction superheats the suction gas",
+        "[S] Midea ATOM P4 / Technibel trip at 115 °C; [S] ACHR News, launchmyhvac KB (bleed-through: suction T "
+        "and discharge T up, capacity down)"),
+    FaultCode.EEV_STUCK_OPEN: FailureCriterion(
+        "compressor_current_a", "above", 16.0,
+        "compressor damage from liquid flood-back, then over-current / locked-rotor trip",
+        "[S~] failure-physics.md A2: stuck-open EEV ends in compressor damage (flooding), ACHR News; "
+        "[E] over-current trip ~15 % above the 14 A normal maximum, as compressor_wear"),
 }

@@ -50,16 +50,13 @@ from tests.waiting import wait_until
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_DIR = REPO / "config" / "mosquitto"
 
-USERS = ("gw-17", "gw-18", "cloud-bridge", "sensors-oslo-north")
-"""The roles the rig logs in as."""
-ACCOUNTS = {"gw-17": "oslo-north", "gw-18": "bergen-1", "cloud-bridge": "svc.cloud-bridge",
-            "sensors-oslo-north": "sensors.oslo-north"}
-"""Broker account of each role in the shipped pattern ACL (config/mosquitto/acl): a gateway logs in
-with its site's account, services with dotted names."""
+USERS = ("oslo-north", "bergen-1", "svc.cloud-bridge", "svc.ops", "sensors.oslo-north")
+"""MQTT accounts as the shipped ACL (config/mosquitto/acl) names them: a site account per site (its
+gateway logs in with it), dotted service accounts, and one site's sensors."""
 
 SITE = "oslo-north"
 GATEWAY = "gw-17"
-"""gw-17 serves oslo-north in the shipped ACL; gw-18 serves bergen-1."""
+"""gw-17 serves oslo-north (logging in as the site account ``oslo-north``); gw-18 serves bergen-1."""
 
 
 def new_secret() -> str:
@@ -113,7 +110,7 @@ def _value(value: Any) -> str:
 
 @dataclass
 class ShippedBroker:
-    """Mosquitto running the shipped ``pdm-edge.conf`` and ``acl.example`` on a free loopback port.
+    """Mosquitto running the shipped ``pdm-edge.conf`` and ``acl`` on a free loopback port.
 
     The listener, file paths and persistence location are moved into ``workdir``; everything else
     (TLS only, no anonymous clients, ACL, bounds, persistence on) is the shipped file. The port stays
@@ -149,13 +146,14 @@ class ShippedBroker:
             passwd.touch()
             for user in USERS:
                 self.passwords[user] = secrets.token_urlsafe(16)
-                subprocess.run([passwd_tool, "-b", str(passwd), ACCOUNTS[user], self.passwords[user]], check=True,
+                subprocess.run([passwd_tool, "-b", str(passwd), user, self.passwords[user]], check=True,
                                capture_output=True, timeout=30)
             conf = (MOSQUITTO_DIR / "pdm-edge.conf").read_text(encoding="utf-8")
             conf = conf.replace("/etc/mosquitto/pdm/", f"{self.workdir}/")
             conf = re.sub(r"(?m)^listener 8883.*$", f"listener {self.port} 127.0.0.1", conf)
             conf = re.sub(r"(?m)^persistence_location .*$", "", conf)
             (self.workdir / "mosquitto.conf").write_text(
+                # Debian's stock mosquitto.conf, which the drop-in relies on, turns persistence on.
                 conf + f"\npersistence true\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n",
                 encoding="utf-8")
         self._starts += 1
@@ -191,8 +189,7 @@ class ShippedBroker:
     def settings(self, user: str, **overrides: Any) -> MqttSettings:
         """Settings of ``user`` over TLS with host-name verification, fast reconnects."""
         base: dict[str, Any] = {
-            "host": "localhost", "port": self.port, "username": ACCOUNTS.get(user, user),
-            "password_file": self.password_file(user),
+            "host": "localhost", "port": self.port, "username": user, "password_file": self.password_file(user),
             "tls": TlsSettings(enabled=True, ca_file=self.workdir / "ca.crt"),
             "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
         }
@@ -201,8 +198,7 @@ class ShippedBroker:
 
     def mqtt_table(self, user: str, client_id: str) -> dict[str, Any]:
         """The ``[mqtt]`` table of a service config for ``user``."""
-        return {"host": "localhost", "port": self.port, "protocol": "5", "client_id": client_id,
-                "username": ACCOUNTS.get(user, user),
+        return {"host": "localhost", "port": self.port, "protocol": "5", "client_id": client_id, "username": user,
                 "password_file": str(self.password_file(user)), "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
                 "keepalive_s": 10, "tls": {"enabled": True, "ca_file": str(self.workdir / "ca.crt")}}
 
@@ -229,6 +225,18 @@ def make_test_ca(out: Path) -> Path:
 # --- services -----------------------------------------------------------------------------------
 
 
+RUNNING: set[Service] = set()
+"""Every service a test made: the rig kills what a failed test left running (:func:`kill_leftovers`)."""
+
+
+def kill_leftovers() -> None:
+    """kill -9 every service still running (a test that failed before stopping its processes)."""
+    for service in list(RUNNING):
+        if service.alive:
+            service.kill9()
+        RUNNING.discard(service)
+
+
 class Service:
     """A real service process (``edge-agent run`` / ``cloud-bridge run``) with captured output.
 
@@ -245,6 +253,7 @@ class Service:
         self.workdir = workdir
         self._argv = [sys.executable, "-m", module, "--config", str(config), "run"]
         self.proc: subprocess.Popen[bytes] | None = None
+        RUNNING.add(self)
         self.starts = 0
         self.exit_codes: list[int] = []
 
@@ -357,7 +366,7 @@ def agent_config(workdir: Path, broker: ShippedBroker, keys: Keys, *, gateway: s
     cfg: dict[str, Any] = {
         "gateway": gateway, "site": site, "state_dir": str(workdir / "agent-state"), "clock": "telemetry",
         "inbound_queue_max": 100_000, "status_interval_s": 5.0, "checkpoint_interval_s": 5.0,
-        "mqtt": broker.mqtt_table(gateway, f"pdm-edge-agent-{gateway}"),
+        "mqtt": broker.mqtt_table(site, f"pdm-edge-agent-{gateway}"),
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": port},
         "commands": {"keys": {"cloud-bridge": str(keys.file("commands"))}},
         "signing": {"key_id": gateway, "secret_file": str(keys.file("gateway"))},
@@ -377,7 +386,7 @@ def bridge_config(workdir: Path, broker: ShippedBroker, keys: Keys, desk_url: st
         "replica_id": "rig-bridge", "share_group": "bridge",
         "registry_path": str(REPO / "config" / "assets.example.toml"),
         "fault_actions_path": str(REPO / "config" / "fault-actions.toml"),
-        "mqtt": broker.mqtt_table("cloud-bridge", "cloud-bridge-rig"),
+        "mqtt": broker.mqtt_table("svc.cloud-bridge", "cloud-bridge-rig"),
         "desks": {"main": {"kind": "webhook", "base_url": desk_url, "path": "/webhook",
                            "hmac_secret_file": str(keys.file("webhook")), "timeout_s": 2.0}},
         "outbox": {"path": str(workdir / "bridge-outbox.db"), "lease_s": 10.0},
@@ -468,6 +477,19 @@ class Sensors:
             raise TimeoutError("no PUBACK within the timeout")
         self._acked.discard(self._pending.popleft())
 
+    def try_send(self, topic: str, payload: bytes, *, timeout_s: float = 2.0) -> bool:
+        """Publish one message; True once acknowledged, False when no successful PUBACK came in time.
+
+        A PUBACK the broker refuses (ACL, MQTT 5 reason code) never reaches the adapter's callback, so a
+        refusal shows as the timeout; the message is then forgotten, not left in the window.
+        """
+        self.flush()
+        mid = self.client.publish(topic, payload, qos=1)
+        with self._cond:
+            acked = self._cond.wait_for(lambda: mid in self._acked, timeout_s)
+            self._acked.discard(mid)
+        return acked
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until every message sent so far is acknowledged."""
         deadline = time.monotonic() + timeout_s
@@ -533,13 +555,13 @@ climate = "nordic"
 asset = "hp-0001"
 code = "refrigerant_leak"
 onset_day = {onset}
-failure_day = {failure}
+span_days = {span}
 
 [[faults]]
 asset = "pump-0001"
 code = "bearing_wear"
 onset_day = {onset}
-failure_day = {failure}
+span_days = {span}
 
 [[sensor_faults]]
 asset = "hp-0002"
@@ -555,11 +577,16 @@ FAST_DETECTION: dict[str, Any] = {"warmup_samples": 150, "warmup_h": 12.0, "debo
 """Detection tuned for the rig's 5-minute samples: warm in half a day, decide in a few samples."""
 
 
-def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int = 300, onset: float = 2.0,
-                   failure: float = 4.8) -> list[tuple[str, bytes]]:
-    """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order."""
+def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int = 300) -> list[tuple[str, bytes]]:
+    """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order.
+
+    The faults start at 40 % of the run and fail at 96 % (2.0 and 4.8 days of the default five).
+    """
+    onset, failure = round(days * 0.4, 3), round(days * 0.96, 3)
     path = workdir / "rig-fleet.toml"
-    path.write_text(SMALL_FLEET.format(days=days, period=period_s, onset=onset, failure=failure), encoding="utf-8")
+    # The simulator decides when a unit trips; ``failure`` sets the faults' time scale (onset + span).
+    text = SMALL_FLEET.format(days=days, period=period_s, onset=onset, span=failure - onset, failure=failure)
+    path.write_text(text, encoding="utf-8")
     run = generate(load_scenario(path), seed)
     out = []
     for rec in run.iter_records():

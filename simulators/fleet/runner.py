@@ -1,9 +1,12 @@
 """Run a fleet: simulate every asset of a scenario for a seed, then stream or store its telemetry.
 
-Each asset is simulated in one vectorised pass over the whole run (numpy), so 100 assets x 30 days at one
-sample a minute take seconds; records are built lazily, a day at a time, merged by timestamp across
-assets. The file path never builds a pydantic object per sample; :func:`read_jsonl` validates on the
-way back in.
+Each asset is simulated over the whole run in one vectorised pass (numpy; the heat pump's controller is
+the one sample-by-sample loop), so 100 assets x 30 days at one sample a minute take seconds. A faulty
+asset is measured by its healthy sensors, its unit trips at the first operating sample past its failure
+criterion (:func:`simulators.fleet.effects.first_trip`), and it is simulated again locked out from there;
+the trip is its ground-truth failure. Records are built lazily, a day at a time, merged by timestamp
+across assets. The file path never builds a pydantic object per sample; :func:`read_jsonl` validates on
+the way back in.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ import numpy.typing as npt
 
 from pdm_common.contracts import AssetKind, Telemetry
 from pdm_common.logs import get_logger
+from simulators.fleet.effects import MachineSignals, first_trip
 from simulators.fleet.errors import FleetError
 from simulators.fleet.heat_pump import simulate_heat_pump
 from simulators.fleet.plan import AssetPlan, FleetPlan, make_plan
 from simulators.fleet.pump import simulate_pump
 from simulators.fleet.scenario import AssetRef, Scenario
-from simulators.fleet.sensors import measure
+from simulators.fleet.sensors import inject_faults, measure
 from simulators.fleet.truth import GroundTruth
 from simulators.fleet.weather import Weather, simulate_weather
 
-__all__ = ["AssetSeries", "FleetRun", "generate", "read_jsonl", "write_jsonl"]
+__all__ = ["AssetSeries", "FleetRun", "generate", "read_jsonl", "site_weather", "write_jsonl"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -43,13 +47,19 @@ MAX_CLOCK_OFFSET_S = 20.0
 
 @dataclass(frozen=True, slots=True)
 class AssetSeries:
-    """One asset's reported telemetry: timestamps, channels (NaN = null), flags, and which samples are sent."""
+    """One asset's reported telemetry: timestamps, channels (NaN = null), flags, and which samples are sent.
+
+    ``trip_index`` is the sample at which the unit tripped (None: it did not); ``mode`` the heat pump's
+    controller mode per sample (empty for pumps), for diagnostics; neither is published.
+    """
 
     ref: AssetRef
     ts_ms: npt.NDArray[np.int64]
     values: dict[str, FloatArray]
     flags: dict[str, BoolArray]
     present: BoolArray
+    trip_index: int | None = None
+    mode: npt.NDArray[np.int8] | None = None
 
 
 class FleetRun:
@@ -58,7 +68,13 @@ class FleetRun:
     def __init__(self, plan: FleetPlan, series: list[AssetSeries]) -> None:
         """Wrap simulated series; use :func:`generate` to make one."""
         self.plan = plan
-        self.truth: GroundTruth = plan.truth()
+        # The trip is the asset's own sample (its clock offset included), so scoring sees the same time.
+        t0_ms = plan.scenario.start.timestamp() * 1000.0
+        trips = {
+            s.ref.name: None if s.trip_index is None else (float(s.ts_ms[s.trip_index]) - t0_ms) / 1000.0
+            for s in series
+        }
+        self.truth: GroundTruth = plan.truth(trips)
         # Within one sample period assets report in the order of their clock offsets.
         self.series = sorted(series, key=lambda s: (int(s.ts_ms[0]) if s.ts_ms.size else 0, s.ref.name))
 
@@ -120,22 +136,38 @@ def _chunk_columns(s: AssetSeries, lo: int, hi: int) -> tuple[list[str], list[li
     return names, cols, s.ts_ms[lo:hi].tolist(), s.present[lo:hi].tolist()
 
 
+def _machine(
+    plan: FleetPlan, asset: AssetPlan, weather: Weather, epoch_s: FloatArray, t_rel_s: FloatArray, *,
+    lockout_from: int | None,
+) -> MachineSignals:
+    site = plan.scenario.site(asset.ref.site)
+    if asset.ref.kind is AssetKind.HEAT_PUMP:
+        return simulate_heat_pump(epoch_s, t_rel_s, weather, asset, site, lockout_from=lockout_from)
+    return simulate_pump(epoch_s, t_rel_s, asset, site, lockout_from=lockout_from)
+
+
 def _simulate_asset(
     plan: FleetPlan, asset: AssetPlan, weather: Weather, epoch_s: FloatArray, t_rel_s: FloatArray
 ) -> AssetSeries:
     rng = np.random.default_rng(list(asset.seed))
-    site = plan.scenario.site(asset.ref.site)
     offset_s = float(rng.uniform(0.0, min(MAX_CLOCK_OFFSET_S, plan.scenario.sample_period_s / 2)))
-    if asset.ref.kind is AssetKind.HEAT_PUMP:
-        machine = simulate_heat_pump(epoch_s, t_rel_s, weather, asset, utc_offset_h=site.utc_offset_h, rng=rng)
-    else:
-        machine = simulate_pump(epoch_s, t_rel_s, asset, site, rng)
-    readings = measure(
-        asset.ref.kind, machine.values, t_rel_s, events=asset.events, faults=asset.sensor_faults, seed=asset.seed
-    )
+    kind = asset.ref.kind
+    machine = _machine(plan, asset, weather, epoch_s, t_rel_s, lockout_from=None)
+    healthy = measure(kind, machine.values, t_rel_s, events=asset.events, seed=asset.seed)
+    trip = None
+    if asset.fault is not None:
+        onset = int(np.searchsorted(t_rel_s, asset.fault.onset_s))
+        trip = first_trip(asset.fault.code, healthy, machine.operating, onset)
+        if trip is not None:
+            # The protection stops the unit at the crossing; from there it is locked out.
+            machine = _machine(plan, asset, weather, epoch_s, t_rel_s, lockout_from=trip + 1)
+            healthy = measure(kind, machine.values, t_rel_s, events=asset.events, seed=asset.seed)
+    readings = inject_faults(kind, healthy, machine.values, t_rel_s, faults=asset.sensor_faults, seed=asset.seed)
     ts_ms = np.round((epoch_s + offset_s) * 1000.0).astype(np.int64)
+    mode = machine.state.get("mode")
     return AssetSeries(
-        ref=asset.ref, ts_ms=ts_ms, values=readings.values, flags=machine.flags, present=readings.present
+        ref=asset.ref, ts_ms=ts_ms, values=readings.values, flags=machine.flags, present=readings.present,
+        trip_index=trip, mode=None if mode is None else np.asarray(mode, dtype=np.int8),
     )
 
 
@@ -155,15 +187,20 @@ def generate(scenario: Scenario, seed: int) -> FleetRun:
         raise FleetError(f"scenario {scenario.name}: run shorter than two samples")
     t_rel_s = np.arange(n, dtype=np.float64) * scenario.sample_period_s
     epoch_s = scenario.start.timestamp() + t_rel_s
-    weather = {
+    weather = site_weather(plan, epoch_s)
+    series = [_simulate_asset(plan, a, weather[a.ref.site], epoch_s, t_rel_s) for a in plan.assets]
+    _log.info("fleet.generated", scenario=scenario.name, seed=seed, assets=len(series), samples_per_asset=n)
+    return FleetRun(plan, series)
+
+
+def site_weather(plan: FleetPlan, epoch_s: FloatArray) -> dict[str, Weather]:
+    """The weather of every site of ``plan`` at ``epoch_s``."""
+    return {
         name: simulate_weather(
             epoch_s, sp.spec.climate, plan.cold_spells(name), sp.spec.utc_offset_h, np.random.default_rng(list(sp.seed))
         )
         for name, sp in plan.sites.items()
     }
-    series = [_simulate_asset(plan, a, weather[a.ref.site], epoch_s, t_rel_s) for a in plan.assets]
-    _log.info("fleet.generated", scenario=scenario.name, seed=seed, assets=len(series), samples_per_asset=n)
-    return FleetRun(plan, series)
 
 
 def write_jsonl(run: FleetRun, path: Path) -> int:

@@ -1,9 +1,12 @@
 """Scenario files: which assets, where, for how long, with which faults and operating changes.
 
 A scenario is a TOML file (``simulators/scenarios/*.toml``) parsed once into the frozen :class:`Scenario`.
-Times inside a scenario are days after ``start`` (floats), so a file reads like a test plan. Assets are
-named ``hp-0001`` … and ``pump-0001`` … and spread round-robin over the sites. Random fault assignment
-is resolved from the run's seed by :mod:`simulators.fleet.plan`, never here.
+Times inside a scenario are days after ``start`` (floats), so a file reads like a test plan; a machine
+fault may have begun before the run (a negative ``onset_day``: the unit starts degraded). A fault gives
+its onset and, optionally, its time scale; *when it fails* is not an input: the physics crosses the
+failure criterion when it does, and the ground truth records that moment. Assets are named ``hp-0001``
+… and ``pump-0001`` … and spread round-robin over the sites. Random choices are resolved from the run's
+seed by :mod:`simulators.fleet.plan`, never here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from simulators.fleet.errors import ScenarioError
 
 __all__ = [
     "CLIMATE_PRESETS",
+    "FIELD_SENSOR_FAULT_MODES",
     "AssetRef",
     "ClimateSpec",
     "FaultSpec",
@@ -39,6 +43,8 @@ __all__ = [
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Day = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+OnsetDay = Annotated[float, Field(ge=-400.0, allow_inf_nan=False)]
+"""A fault may have begun up to 400 days before the run (the longest reference time scale is 120 d)."""
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
 """A Monday in a Nordic winter: the season in which heat-pump failures hurt most (CUSTOMER.md)."""
 
@@ -47,7 +53,8 @@ MAX_DAYS = 366.0
 
 
 class Trajectory(StrEnum):
-    """Shape of a machine fault's severity between onset (0) and failure (1)."""
+    """Shape of a machine fault's hidden damage over time: 0 at onset, 1 at the nominal time scale, and
+    still growing after it until the physics crosses the failure criterion."""
 
     DRIFT = "drift"
     EXPONENTIAL = "exponential"
@@ -59,10 +66,26 @@ class SensorFaultMode(StrEnum):
 
     STUCK = "stuck"
     DRIFT = "drift"
+    BIAS = "bias"
+    NOISE = "noise"
     DROPOUT_NULL = "dropout_null"
     DROPOUT_SILENCE = "dropout_silence"
     SPIKE = "spike"
     WRONG_SCALE = "wrong_scale"
+
+
+FIELD_SENSOR_FAULT_MODES: tuple[SensorFaultMode, ...] = (
+    SensorFaultMode.STUCK,
+    SensorFaultMode.DRIFT,
+    SensorFaultMode.BIAS,
+    SensorFaultMode.NOISE,
+    SensorFaultMode.DROPOUT_NULL,
+    SensorFaultMode.DROPOUT_SILENCE,
+    SensorFaultMode.SPIKE,
+)
+"""The sensor-fault models of failure-physics.md A3 (drawn by ``random_sensor_faults`` by default); a
+``wrong_scale`` (a decimal or unit slip in the configuration) is not a field failure rate and is only
+injected where a scenario names it."""
 
 
 class OperatingEventType(StrEnum):
@@ -85,61 +108,91 @@ class ClimateSpec(_Model):
     Attributes:
         annual_mean_c: mean of the seasonal cosine.
         seasonal_amplitude_k: half the July-January difference of monthly means.
-        daily_amplitude_k: half the mean day-night swing (small in a Nordic winter: low sun).
+        daily_amplitude_k: half the mean day-night swing under a half-clouded sky (clear days swing more).
         synoptic_sigma_k: standard deviation of the multi-day weather anomaly (an Ornstein-Uhlenbeck process).
         synoptic_tau_h: correlation time of that anomaly (passing highs and lows).
-        cold_spells_per_30d: rate of random cold spells, each recorded in the ground truth.
-        cold_spell_depth_k: mean depth of a cold spell below the undisturbed weather.
+        cold_spells_per_30d: rate of random cold spells in the cold half of the year (truth lists them).
+        cold_spell_depth_k: mean depth of a cold spell: the weather anomaly is pulled to this far below
+            the seasonal normal (it replaces the anomaly, it does not add to it).
+        coldest_daily_mean_c: soft floor of daily mean temperatures (about the coldest day of a normal
+            winter); anomalies and spells flatten out near it instead of stacking without bound.
         humidity_mean_pct: mean relative humidity; frost on the outdoor coil needs humid air.
+        latitude_deg: for the sun's height (solar gains, sunshine on the outdoor sensor, day length).
+        cloud_mean: mean cloud cover 0..1.
+        wind_mean_m_s: mean wind speed (infiltration losses of the houses).
+        design_temp_c: the outdoor design temperature houses here are sized for (EN 12831).
     """
 
     annual_mean_c: float = 6.0
     seasonal_amplitude_k: float = Field(default=10.0, ge=0.0, le=30.0)
-    daily_amplitude_k: float = Field(default=2.0, ge=0.0, le=15.0)
+    daily_amplitude_k: float = Field(default=2.5, ge=0.0, le=15.0)
     synoptic_sigma_k: float = Field(default=4.0, ge=0.0, le=15.0)
     synoptic_tau_h: float = Field(default=60.0, gt=1.0, le=720.0)
     cold_spells_per_30d: float = Field(default=1.0, ge=0.0, le=10.0)
-    cold_spell_depth_k: float = Field(default=10.0, ge=0.0, le=30.0)
+    cold_spell_depth_k: float = Field(default=8.0, ge=0.0, le=30.0)
+    coldest_daily_mean_c: float = Field(default=-20.0, ge=-60.0, le=30.0)
     humidity_mean_pct: float = Field(default=85.0, ge=10.0, le=100.0)
+    latitude_deg: float = Field(default=60.0, ge=-70.0, le=70.0)
+    cloud_mean: float = Field(default=0.7, ge=0.0, le=1.0)
+    wind_mean_m_s: float = Field(default=3.5, ge=0.0, le=20.0)
+    design_temp_c: float = Field(default=-20.0, ge=-45.0, le=10.0)
 
 
 CLIMATE_PRESETS: dict[str, ClimateSpec] = {
-    # Oslo-like: Jan mean about -4 °C, July about +16 °C (met.no 1991-2020 normals, rounded) [S~]; rest [E].
+    # Oslo-like: Jan mean about -4 °C, July about +16 °C (met.no 1991-2020 normals, rounded) [S~]; design
+    # temperature -20 °C (NS-EN 12831 DUT for Oslo ≈ -20 °C) [S~]; rest [E].
     "nordic": ClimateSpec(),
-    # Central-European lowland (Berlin-like): Jan about +1 °C, July about +19 °C [S~]; rest [E].
+    # Central-European lowland (Berlin-like): Jan about +1 °C, July about +19 °C [S~]; design -14 °C
+    # (DIN EN 12831 Berlin) [S~]; rest [E].
     "temperate": ClimateSpec(
         annual_mean_c=10.0,
         seasonal_amplitude_k=9.0,
         daily_amplitude_k=3.5,
         synoptic_sigma_k=3.0,
         cold_spells_per_30d=0.5,
-        cold_spell_depth_k=7.0,
+        cold_spell_depth_k=6.0,
+        coldest_daily_mean_c=-12.0,
         humidity_mean_pct=80.0,
+        latitude_deg=52.5,
+        cloud_mean=0.65,
+        wind_mean_m_s=4.0,
+        design_temp_c=-14.0,
     ),
-    # Northern Sweden/Finland inland: Jan about -12 °C [S~]; rest [E].
+    # Northern Sweden/Finland inland (Luleå-like): Jan about -11 °C, July about +16 °C [S~]; design about
+    # -30 °C [S~]; rest [E]. Deep cold here reaches the heat pumps' operating limit.
     "subarctic": ClimateSpec(
-        annual_mean_c=1.5,
-        seasonal_amplitude_k=14.0,
+        annual_mean_c=2.5,
+        seasonal_amplitude_k=13.5,
         daily_amplitude_k=2.0,
         synoptic_sigma_k=6.0,
         cold_spells_per_30d=1.5,
-        cold_spell_depth_k=12.0,
+        cold_spell_depth_k=10.0,
+        coldest_daily_mean_c=-32.0,
         humidity_mean_pct=82.0,
+        latitude_deg=65.6,
+        cloud_mean=0.65,
+        wind_mean_m_s=3.0,
+        design_temp_c=-30.0,
     ),
 }
 
 
 class SiteSpec(_Model):
-    """A site: a gateway's location, its climate, its local time and (for pumps) its plant's shift pattern.
+    """A site: a gateway's location, its climate, its local time and (for pumps) its plant.
 
     ``shifts``: ``day`` 07-16 h, ``two_shift`` 06-22 h, ``continuous_weekdays`` Monday 06 h to Saturday 06 h;
-    all stop at weekends.
+    all stop at weekends. ``process_fluid_c`` is the plant's mean pumped-fluid temperature (it sets the
+    seal-chamber temperature and, through the vapour pressure, the cavitation margin).
+    ``heat_pump_min_outdoor_c`` is the compressor's operating limit of the units installed here: below it
+    the compressor stays off and the backup heater carries the house (monobloc datasheets: -20 to -28 °C).
     """
 
     name: Name
     climate: ClimateSpec = Field(default_factory=ClimateSpec)
     shifts: Literal["day", "two_shift", "continuous_weekdays"] = "two_shift"
     utc_offset_h: float = Field(default=1.0, ge=-12.0, le=14.0)
+    process_fluid_c: float = Field(default=25.0, ge=5.0, le=60.0)
+    heat_pump_min_outdoor_c: float = Field(default=-25.0, ge=-35.0, le=-5.0)
 
     @field_validator("climate", mode="before")
     @classmethod
@@ -158,28 +211,38 @@ class SiteSpec(_Model):
 
 
 class FaultSpec(_Model):
-    """A machine fault on one named asset: severity 0 at ``onset_day``, failure criterion met at ``failure_day``."""
+    """A machine fault on one named asset.
+
+    Attributes:
+        onset_day: when the hidden damage starts growing; negative when it began before the run.
+        span_days: the fault's time scale, onset to failure for a typical unit in typical weather; by
+            default drawn per asset from the reference range of the fault (``simulators.fleet.timescales``).
+            The actual failure is where the physics crosses the criterion: earlier on a hard day, later
+            on an easy one, never at all if the run ends first.
+        trajectory: shape of the damage over time (default per fault code).
+        magnitude: scale of the fault's effects on this unit (default drawn per asset, 0.75-1.25).
+    """
 
     asset: Name
     code: FaultCode
-    onset_day: Day
-    failure_day: Day
+    onset_day: OnsetDay
+    span_days: Annotated[float, Field(gt=0.0, le=400.0)] | None = None
     trajectory: Trajectory | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.failure_day <= self.onset_day:
-            raise ValueError("failure_day must be after onset_day")
-        return self
+    magnitude: Annotated[float, Field(ge=0.3, le=3.0)] | None = None
 
 
 class SensorFaultSpec(_Model):
     """A broken sensor on one channel of one asset (``dropout_silence`` silences the whole asset).
 
+    Unset parameters are drawn per fault from the field ranges of failure-physics.md A3.
+
     Attributes:
-        rate_per_day: drift rate in the metric's unit per day; default 2 % of its normal span per day.
-        scale: factor for ``wrong_scale`` (10 = a bar/kPa-style decimal slip).
+        rate_per_day: ``drift`` rate in the metric's unit per day (A3: 0.05-0.5 K/day for temperatures).
+        bias: ``bias`` step in the metric's unit (A3: ±1-3 K for temperatures, ±0.3 bar for pressures).
+        noise_factor: ``noise`` multiplies the sensor's noise by this (A3: 3-10).
+        spike_sigma: ``spike`` height in noise sigmas (A3: 5-20).
         spikes_per_h: Poisson rate of ``spike`` outliers.
+        scale: factor for ``wrong_scale`` (10 = a bar/kPa-style decimal slip).
     """
 
     asset: Name
@@ -188,8 +251,11 @@ class SensorFaultSpec(_Model):
     start_day: Day
     end_day: Day
     rate_per_day: float | None = None
-    scale: float = 10.0
+    bias: float | None = None
+    noise_factor: Annotated[float, Field(ge=1.0, le=50.0)] | None = None
+    spike_sigma: Annotated[float, Field(gt=0.0, le=1000.0)] | None = None
     spikes_per_h: float = Field(default=0.5, gt=0.0, le=60.0)
+    scale: float = 10.0
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -235,20 +301,24 @@ class OperatingEventSpec(_Model):
 
 
 class RandomFaults(_Model):
-    """Machine faults drawn from the run's seed: how many per kind, when, and how long before failure."""
+    """Machine faults drawn from the run's seed: how many per kind and when they are due to fail.
+
+    Each fault's time scale is drawn from its reference range and its onset placed that long before a
+    nominal failure day drawn from ``failure_day``; a long fault therefore begins before the run (the unit
+    starts degraded). The actual failure is the physics' own crossing of the criterion.
+    """
 
     heat_pump: int = Field(default=0, ge=0)
     pump: int = Field(default=0, ge=0)
-    onset_day: tuple[Day, Day] = (1.0, 10.0)
-    lead_days: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] = (4.0, 14.0)
+    failure_day: tuple[Day, Day] = (5.0, 25.0)
     codes: list[FaultCode] | None = None
 
 
 class RandomSensorFaults(_Model):
-    """Sensor faults drawn from the run's seed."""
+    """Sensor faults drawn from the run's seed (parameters from the field ranges, see SensorFaultSpec)."""
 
     count: int = Field(default=0, ge=0)
-    modes: list[SensorFaultMode] = Field(default_factory=lambda: list(SensorFaultMode))
+    modes: list[SensorFaultMode] = Field(default_factory=lambda: list(FIELD_SENSOR_FAULT_MODES))
     duration_days: tuple[Annotated[float, Field(gt=0.0)], Annotated[float, Field(gt=0.0)]] = (0.5, 4.0)
 
 
@@ -272,6 +342,7 @@ class Scenario(_Model):
     heat_pumps: Annotated[int, Field(ge=0, le=100_000)] = 0
     pumps: Annotated[int, Field(ge=0, le=100_000)] = 0
     random_cold_spells: bool = True
+    random_setpoint_changes: bool = True
     faults: list[FaultSpec] = Field(default_factory=list)
     sensor_faults: list[SensorFaultSpec] = Field(default_factory=list)
     operating_events: list[OperatingEventSpec] = Field(default_factory=list)
@@ -316,8 +387,8 @@ class Scenario(_Model):
                 raise ValueError(f"{where}.asset: no asset {f.asset!r} (have hp-0001.. and pump-0001..)")
             if f.code not in FAULTS_BY_KIND[kinds[f.asset]]:
                 raise ValueError(f"{where}.code: {f.code.value} is not a {kinds[f.asset].value} fault")
-            if f.failure_day > self.days:
-                raise ValueError(f"{where}.failure_day: {f.failure_day} is after the end of the run ({self.days})")
+            if f.onset_day >= self.days:
+                raise ValueError(f"{where}.onset_day: {f.onset_day} is not before the end of the run ({self.days})")
             if f.asset in faulted:
                 raise ValueError(f"{where}.asset: {f.asset} already has a machine fault (one per asset)")
             faulted.add(f.asset)
@@ -345,10 +416,15 @@ class Scenario(_Model):
             if e.start_day > self.days:
                 raise ValueError(f"{where}.start_day: {e.start_day} is after the end of the run ({self.days})")
         rf = self.random_faults
-        if rf.onset_day[0] > rf.onset_day[1] or rf.lead_days[0] > rf.lead_days[1]:
-            raise ValueError("random_faults: ranges must be [low, high]")
-        if rf.onset_day[0] + rf.lead_days[0] > self.days and rf.heat_pump + rf.pump > 0:
-            raise ValueError("random_faults: the earliest failure falls after the end of the run")
+        if rf.failure_day[0] > rf.failure_day[1]:
+            raise ValueError("random_faults.failure_day: range must be [low, high]")
+        if rf.failure_day[1] > self.days and rf.heat_pump + rf.pump > 0:
+            raise ValueError(
+                f"random_faults.failure_day: {rf.failure_day[1]} is after the end of the run ({self.days})"
+            )
+        rs = self.random_sensor_faults
+        if rs.duration_days[0] > rs.duration_days[1]:
+            raise ValueError("random_sensor_faults.duration_days: range must be [low, high]")
         return self
 
 

@@ -1,10 +1,13 @@
 """The measurement layer: what the asset's sensors report about the true values.
 
-Adds per-channel noise (``METRICS[kind].noise_sigma``) and quantisation, models a sensor replaced by a
-better-calibrated one (an offset step and half the noise), and injects sensor faults (failure-physics.md A3):
-stuck, drift, dropout (null values, or silence of the whole asset), spikes and a wrong scale. A sensor
-fault touches one channel only and leaves every physically coupled channel alone, which is how a
-detector can tell it from a machine fault. Null readings are NaN here; the runner writes them as null.
+Two steps. :func:`measure` is a healthy sensor: its calibration offset (each unit's sensors are off by a
+little, well inside the replace-if limits of ±1.2 K / ±0.34 bar, failure-physics.md A1 [S]), noise
+(``METRICS[kind].noise_sigma``, relative for vibration), quantisation, and a sensor replaced by a
+better-calibrated one (a new offset, half the noise). The machine's own protection reads these values.
+:func:`inject_faults` then breaks sensors (failure-physics.md A3): stuck, drift, bias step, noise increase,
+spikes, dropout (null values, or silence of the whole asset) and a wrong scale. A sensor fault touches one
+channel only and leaves every physically coupled channel alone, which is how a detector can tell it from
+a machine fault. Null readings are NaN here; the runner writes them as null.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pdm_common.catalog import METRICS
+from pdm_common.catalog import METRICS, MetricSpec
 from pdm_common.contracts import AssetKind
 from simulators.fleet.plan import EventPlan, SensorFaultPlan
 from simulators.fleet.scenario import OperatingEventType, SensorFaultMode
 
-__all__ = ["QUANTUM", "RELATIVE_NOISE", "Readings", "measure"]
+__all__ = ["QUANTUM", "RELATIVE_NOISE", "Readings", "inject_faults", "measure", "noise_sigma"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -36,6 +39,7 @@ QUANTUM: dict[str, float] = {
     "compressor_hz": 1.0,
     "fan_rpm": 1.0,
     "flow_lpm": 0.1,
+    "suction_temp_c": 0.1,
     # Pump: PLC analogue inputs scaled to these resolutions [E].
     "vibration_mm_s": 0.01,
     "bearing_temp_c": 0.1,
@@ -44,6 +48,8 @@ QUANTUM: dict[str, float] = {
     "flow_m3_h": 0.1,
     "speed_rpm": 1.0,
     "seal_temp_c": 0.1,
+    "vibration_kurtosis": 0.01,
+    "vibration_envelope_g": 0.001,
 }
 """Reported resolution per channel (names shared by both kinds have the same resolution)."""
 
@@ -59,19 +65,24 @@ NON_NEGATIVE = frozenset(
         "motor_current_a",
         "flow_m3_h",
         "speed_rpm",
+        "vibration_kurtosis",
+        "vibration_envelope_g",
     }
 )
-"""Absolute pressures, speeds, flows and currents cannot be negative."""
+"""Absolute pressures, speeds, flows, currents and vibration statistics cannot be negative."""
 
-RELATIVE_NOISE: dict[str, float] = {"vibration_mm_s": 0.05}
-"""Velocity RMS over a short window scatters by 5-10 % of its value (failure-physics.md B1) [S~], on top of
-the absolute noise floor of ``METRICS``."""
+ZERO_AT_STANDSTILL = frozenset(
+    {"fan_rpm", "speed_rpm", "flow_lpm", "flow_m3_h", "motor_current_a", "compressor_hz"}
+)
+"""Tachometers, flow meters (low-flow cut-off) and current transformers read exactly 0 at standstill [E]."""
 
-DRIFT_SPAN_PER_DAY = 0.02
-"""Default drift: 2 % of the normal span per day, e.g. 0.66 K/day on a flow-temperature sensor (A3: 0.05-0.5
-K/day for temperature; faster here so a short scenario shows it) [E]."""
-SPIKE_SPAN = (0.15, 0.4)
-"""Spike height as a share of the normal span, either sign: far beyond 5-20 sigma of noise (A3) [E]."""
+RELATIVE_NOISE: dict[str, float] = {"vibration_mm_s": 0.05, "vibration_envelope_g": 0.10}
+"""Vibration statistics over a short window scatter with their value: velocity RMS 5-10 % (B1) [S~],
+envelope 10 % (B3 table) [E]; on top of the absolute noise floor of ``METRICS`` (kurtosis: 0.2)."""
+
+CALIBRATION_SIGMA: dict[str, float] = {"°C": 0.2, "bar": 0.03}
+"""Calibration offset of a healthy sensor, 1 sigma: NTC thermistors class ±0.5 K, transducers ±0.5 % of a
+20-45 bar range [E]; other channels 0.5 % of their normal span; none for set-points and statistics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +98,17 @@ def _quantise(x: FloatArray, quantum: float) -> FloatArray:
     return np.asarray(np.round(np.round(x / quantum) * quantum, 10), dtype=np.float64)
 
 
-def _apply_fault(
-    x: FloatArray, t_rel_s: FloatArray, f: SensorFaultPlan, span: float, rng: np.random.Generator
-) -> FloatArray:
-    active = (t_rel_s >= f.start_s) & (t_rel_s < f.end_s)
-    if not active.any():
-        return x
-    first = int(np.argmax(active))
-    if f.mode is SensorFaultMode.STUCK:
-        return np.where(active, x[first], x)
-    if f.mode is SensorFaultMode.DRIFT:
-        rate = f.rate_per_day if f.rate_per_day is not None else DRIFT_SPAN_PER_DAY * span
-        return np.where(active, x + rate * (t_rel_s - f.start_s) / 86400.0, x)
-    if f.mode is SensorFaultMode.DROPOUT_NULL:
-        return np.where(active, np.nan, x)
-    if f.mode is SensorFaultMode.WRONG_SCALE:
-        return np.where(active, x * f.scale, x)
-    if f.mode is SensorFaultMode.SPIKE:
-        dt = float(t_rel_s[1] - t_rel_s[0]) if t_rel_s.size > 1 else 60.0
-        hits = active & (rng.random(x.size) < f.spikes_per_h * dt / 3600.0)
-        height = rng.uniform(*SPIKE_SPAN, size=x.size) * span * rng.choice([-1.0, 1.0], size=x.size)
-        return np.where(hits, x + height, x)
-    return x
+def noise_sigma(spec: MetricSpec, x: FloatArray) -> FloatArray:
+    """Per-sample noise sigma of a healthy sensor reading ``x``."""
+    relative = RELATIVE_NOISE.get(spec.name, 0.0)
+    return np.asarray(np.sqrt(spec.noise_sigma**2 + (relative * x) ** 2), dtype=np.float64)
+
+
+def _calibration(spec: MetricSpec, rng: np.random.Generator) -> float:
+    if spec.noise_sigma == 0.0 or spec.unit == "-":
+        return 0.0
+    sigma = CALIBRATION_SIGMA.get(spec.unit, 0.005 * (spec.normal_high - spec.normal_low))
+    return float(rng.normal(0.0, sigma))
 
 
 def measure(
@@ -117,43 +117,86 @@ def measure(
     t_rel_s: FloatArray,
     *,
     events: tuple[EventPlan, ...],
-    faults: tuple[SensorFaultPlan, ...],
     seed: tuple[int, ...],
-) -> Readings:
-    """Turn true channel values into reported readings.
+) -> dict[str, FloatArray]:
+    """What healthy sensors report about ``true_values`` (noise, calibration, quantisation, replacements).
 
-    Args:
-        kind: asset kind (for noise levels and normal spans).
-        true_values: the machine model's noise-free channels.
-        t_rel_s: sample times relative to the run's start.
-        events: the asset's operating events (``sensor_replaced`` is used here).
-        faults: the asset's sensor faults.
-        seed: the asset's seed; each channel draws its noise and its fault from its own generator, so a
-            sensor fault on one channel leaves every other channel bit-for-bit unchanged.
+    Each channel draws from its own generator, so a change to one channel leaves the others bit-for-bit
+    alike, and the draws do not depend on the values (a twin run with a fault shares the healthy noise).
     """
     out: dict[str, FloatArray] = {}
     for index, spec in enumerate(METRICS[kind]):
-        noise_rng = np.random.default_rng([*seed, 10, index])
-        fault_rng = np.random.default_rng([*seed, 11, index])
-        x = true_values[spec.name]
-        sigma = np.full(x.size, spec.noise_sigma)
+        rng = np.random.default_rng([*seed, 10, index])
+        offset = _calibration(spec, rng)
+        x = true_values[spec.name] + offset
+        sigma = noise_sigma(spec, true_values[spec.name])
         for e in events:
             if e.type is OperatingEventType.SENSOR_REPLACED and e.metric == spec.name:
                 after = t_rel_s >= e.start_s
-                x = np.where(after, x + e.offset, x)
+                # The new sensor's calibration replaces the old one's; the event's offset is its error.
+                x = np.where(after, x - offset + e.offset, x)
                 sigma = np.where(after, sigma * 0.5, sigma)
-        relative = RELATIVE_NOISE.get(spec.name, 0.0)
-        if relative:
-            sigma = np.sqrt(sigma**2 + (relative * x) ** 2)
-        x = x + sigma * noise_rng.standard_normal(x.size)
+        x = x + sigma * rng.standard_normal(x.size)
         if spec.name in NON_NEGATIVE:
             x = np.maximum(x, 0.0)
-        x = _quantise(x, QUANTUM[spec.name])
-        span = spec.normal_high - spec.normal_low
-        for f in faults:
-            if f.metric == spec.name and f.mode is not SensorFaultMode.DROPOUT_SILENCE:
-                x = _apply_fault(x, t_rel_s, f, span, fault_rng)
+        if spec.name in ZERO_AT_STANDSTILL:
+            x = np.where(true_values[spec.name] == 0.0, 0.0, x)
         out[spec.name] = _quantise(x, QUANTUM[spec.name])
+    return out
+
+
+def _apply_fault(x: FloatArray, t_rel_s: FloatArray, f: SensorFaultPlan, *, sigma: FloatArray, quantum: float,
+                 rng: np.random.Generator) -> FloatArray:
+    lo, hi = np.searchsorted(t_rel_s, [f.start_s, f.end_s])
+    if hi <= lo:
+        return x
+    y = x.copy()
+    w = slice(lo, hi)
+    if f.mode is SensorFaultMode.STUCK:
+        y[w] = x[lo]
+    elif f.mode is SensorFaultMode.DRIFT:
+        y[w] = x[w] + f.rate_per_day * (t_rel_s[w] - f.start_s) / 86400.0
+    elif f.mode is SensorFaultMode.BIAS:
+        y[w] = x[w] + f.bias
+    elif f.mode is SensorFaultMode.NOISE:
+        extra = np.sqrt(max(f.noise_factor**2 - 1.0, 0.0)) * np.maximum(sigma[w], quantum)
+        y[w] = x[w] + extra * rng.standard_normal(hi - lo)
+    elif f.mode is SensorFaultMode.DROPOUT_NULL:
+        y[w] = np.nan
+    elif f.mode is SensorFaultMode.WRONG_SCALE:
+        y[w] = x[w] * f.scale
+    elif f.mode is SensorFaultMode.SPIKE:
+        dt = float(t_rel_s[1] - t_rel_s[0]) if t_rel_s.size > 1 else 60.0
+        hits = rng.random(hi - lo) < f.spikes_per_h * dt / 3600.0
+        signs = rng.choice([-1.0, 1.0], size=hi - lo)
+        # A3: 5-20 sigma of the sensor's noise (at least one quantisation step) [E].
+        y[w] = np.where(hits, x[w] + signs * f.spike_sigma * np.maximum(sigma[w], quantum), x[w])
+    return y
+
+
+def inject_faults(
+    kind: AssetKind,
+    readings: dict[str, FloatArray],
+    true_values: dict[str, FloatArray],
+    t_rel_s: FloatArray,
+    *,
+    faults: tuple[SensorFaultPlan, ...],
+    seed: tuple[int, ...],
+) -> Readings:
+    """Break the sensors named by ``faults`` (each channel from its own generator)."""
+    out: dict[str, FloatArray] = {}
+    for index, spec in enumerate(METRICS[kind]):
+        x = readings[spec.name]
+        mine = [f for f in faults if f.metric == spec.name and f.mode is not SensorFaultMode.DROPOUT_SILENCE]
+        if mine:
+            rng = np.random.default_rng([*seed, 11, index])
+            sigma = noise_sigma(spec, true_values[spec.name])
+            for f in mine:
+                x = _apply_fault(x, t_rel_s, f, sigma=sigma, quantum=QUANTUM[spec.name], rng=rng)
+            if spec.name in NON_NEGATIVE:
+                x = np.where(np.isnan(x), x, np.maximum(x, 0.0))
+            x = _quantise(x, QUANTUM[spec.name])
+        out[spec.name] = x
     present = np.ones(t_rel_s.size, dtype=bool)
     for f in faults:
         if f.mode is SensorFaultMode.DROPOUT_SILENCE:

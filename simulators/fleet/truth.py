@@ -1,8 +1,11 @@
 """Ground truth of a fleet run: what was injected where and when, for scoring detectors.
 
-The truth file is never published to the agent. Benchmarks score lead time as ``failure - first alarm``
-on ``machine_faults``, count alarms on ``sensor_faults`` as sensor alarms (never as machine faults), and
-count any machine-fault alarm inside an ``operating_events`` window as a false alarm.
+The truth file is never published to the agent. A machine fault's ``failure`` is when the unit actually
+tripped: the first operating sample whose reading crossed the fault's catalog criterion, after which the
+unit is locked out (None: it was still running when the run ended). Benchmarks score lead time as
+``failure - first alarm`` on ``machine_faults``, count alarms on ``sensor_faults`` as sensor alarms (never
+as machine faults), and count any machine-fault alarm inside an ``operating_events`` window as a false
+alarm.
 """
 
 from __future__ import annotations
@@ -32,21 +35,35 @@ class _Truth(BaseModel):
 
 
 class MachineFaultTruth(_Truth):
-    """A machine fault: severity rises from ``onset``; its failure criterion is met from ``failure``."""
+    """A machine fault: damage grows from ``onset`` (before the run's start if the unit started degraded).
+
+    Attributes:
+        span_days: the fault's time scale drawn for this unit (reference range per fault code).
+        nominal_failure: ``onset + span``, where a typical unit in typical weather would trip.
+        failure: when this unit tripped (its criterion crossed while operating); None if it had not by the end.
+        magnitude: scale of the fault's effects on this unit.
+    """
 
     code: FaultCode
     onset: datetime
-    failure: datetime
+    span_days: float
+    nominal_failure: datetime
+    failure: datetime | None
     trajectory: Trajectory
+    magnitude: float = 1.0
 
 
 class SensorFaultTruth(_Truth):
-    """A sensor fault on ``metric`` (``"*"`` for ``dropout_silence``: the whole asset goes quiet)."""
+    """A sensor fault on ``metric`` (``"*"`` for ``dropout_silence``: the whole asset goes quiet).
+
+    ``parameter`` is its size: drift rate per day, bias step, noise factor, spike height in sigmas or scale.
+    """
 
     metric: str
     mode: SensorFaultMode
     start: datetime
     end: datetime
+    parameter: float | None = None
 
 
 class OperatingEventTruth(_Truth):

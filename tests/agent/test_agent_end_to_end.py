@@ -1,7 +1,8 @@
 """The agent end to end over a real broker: simulated faulty asset → opened alert; restarts.
 
-The fleet simulator's demo scenario gives one industrial pump (pump-0002) bearing wear from day 3 to a
-failure at day 10.45; its one-minute samples are published over MQTT exactly as sensors would.
+The fleet simulator's demo scenario gives one heat pump (hp-0004) a clogging water circuit that trips its
+flow switch in the second half of the run (when is the simulation's to say: the ground truth records it);
+its one-minute samples are published over MQTT exactly as sensors would.
 """
 
 from __future__ import annotations
@@ -21,22 +22,33 @@ from edge_agent.app import EdgeAgent
 from edge_agent.config import AgentSettings, MetricsSettings
 from pdm_common.contracts import AlertEvent, AssetState, EventType
 from pdm_common.mqtt import MqttClient, MqttSettings
-from simulators.fleet.runner import generate
+from simulators.fleet.runner import FleetRun, generate
 from simulators.fleet.scenario import load_scenario
 from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Recorder, unique_id
 
 DEMO = Path(__file__).resolve().parents[2] / "simulators" / "scenarios" / "demo.toml"
-ASSET = "pump-0002"
-FAILURE_DAY = 10.45
+ASSET = "hp-0004"
 
 
 @pytest.fixture(scope="module")
-def fault_records() -> list[tuple[str, bytes, int]]:
-    """(topic, payload, epoch ms) of the pump's twelve days, in time order."""
-    run = generate(load_scenario(DEMO), 7)
+def demo_run() -> FleetRun:
+    return generate(load_scenario(DEMO), 7)
+
+
+@pytest.fixture(scope="module")
+def failure_ms(demo_run: FleetRun) -> int:
+    """When the unit's low water flow tripped it (ground truth)."""
+    failure = demo_run.truth.asset(ASSET).machine_faults[0].failure
+    assert failure is not None, "the demo's low-flow fault must fail inside the run"
+    return int(failure.timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def fault_records(demo_run: FleetRun) -> list[tuple[str, bytes, int]]:
+    """(topic, payload, epoch ms) of the unit's twelve days, in time order."""
     out = []
-    for rec in run.iter_records():
+    for rec in demo_run.iter_records():
         if rec["asset"] != ASSET:
             continue
         payload = json.dumps({k: rec[k] for k in ("ts", "seq", "kind", "metrics")}).encode()
@@ -109,14 +121,14 @@ def recorder(mqtt_broker: BrokerInfo) -> Iterator[Recorder]:
 
 
 def test_faulty_asset_opens_an_explained_alert_before_failure(
-    mqtt_broker: BrokerInfo, tmp_path: Path, fault_records: list[tuple[str, bytes, int]], recorder: Recorder
+    mqtt_broker: BrokerInfo, tmp_path: Path, fault_records: list[tuple[str, bytes, int]], recorder: Recorder,
+    failure_ms: int,
 ) -> None:
-    failure_ms = fault_records[0][2] + int(FAILURE_DAY * 86_400_000)
     with RunningAgent(mqtt_broker, tmp_path, unique_id("gw-e2e")) as agent:
         _publish(mqtt_broker.settings(), fault_records)
         RunningAgent.wait_done(agent, len(fault_records))
     opened = [a for a in _alerts(recorder) if a.event is EventType.OPENED and not a.is_sensor_fault]
-    assert opened, "no machine alert was opened for a wearing bearing"
+    assert opened, "no machine alert was opened for a clogging water circuit"
     first = opened[0]
     assert first.asset == ASSET and first.event_seq == 1
     assert first.first_seen.timestamp() * 1000 < failure_ms
@@ -173,7 +185,7 @@ def test_kill_9_mid_stream_then_restart_keeps_alerts_consistent(
     mqtt_broker: BrokerInfo, tmp_path: Path, fault_records: list[tuple[str, bytes, int]], recorder: Recorder
 ) -> None:
     gateway = unique_id("gw-kill9")
-    cut = len(fault_records) * 5 // 6  # day 10: the wear is alerted by then
+    cut = len(fault_records) * 5 // 6  # day 10: the fault is alerted by then
     status = f"pdm/v1/oslo-north/gateway/{gateway}/status"
     with Recorder(mqtt_broker.settings(), status) as online:
         proc = _spawn(mqtt_broker, tmp_path, gateway)

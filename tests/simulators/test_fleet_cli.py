@@ -30,8 +30,8 @@ name = "oslo-north"
 [[faults]]
 asset = "hp-0001"
 code = "low_flow"
-onset_day = 0.1
-failure_day = 0.4
+onset_day = -5.0
+span_days = 8.0
 """
 
 

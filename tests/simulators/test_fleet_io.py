@@ -17,11 +17,7 @@ from tests.simulators.test_fleet_support import SEED, TINY
 def run() -> FleetRun:
     with_faults = load_scenario(TINY)
     short = with_faults.model_copy(
-        update={
-            "days": 3.0,
-            "faults": [f for f in with_faults.faults if f.failure_day <= 3.0],
-            "sensor_faults": [f for f in with_faults.sensor_faults if f.end_day <= 3.0],
-        }
+        update={"days": 3.0, "sensor_faults": [f for f in with_faults.sensor_faults if f.end_day <= 3.0]}
     )
     return generate(short, SEED)
 
@@ -34,8 +30,8 @@ def test_records_are_time_ordered_with_per_asset_seq(run: FleetRun) -> None:
         last_ts = record["ts"]
         assert record["seq"] > last_seq.get(record["asset"], -1)
         last_seq[record["asset"]] = record["seq"]
-        flag = "defrost" if record["kind"] == AssetKind.HEAT_PUMP.value else "running"
-        assert isinstance(record["metrics"][flag], bool)
+        flags = ("defrost", "dhw", "tripped") if record["kind"] == AssetKind.HEAT_PUMP.value else ("running", "tripped")
+        assert all(isinstance(record["metrics"][flag], bool) for flag in flags)
     assert len(last_seq) == len(run.series)
 
 
@@ -43,7 +39,7 @@ def test_silence_leaves_a_seq_gap_and_nulls_are_none(run: FleetRun) -> None:
     seqs = [r["seq"] for r in run.iter_records() if r["asset"] == "pump-0007"]
     gaps = [b - a for a, b in itertools.pairwise(seqs) if b - a > 1]
     assert gaps == [360 + 1]  # 0.25 day of silence at 1/min
-    nulls = [r for r in run.iter_records() if r["asset"] == "hp-0008" and r["metrics"]["outdoor_temp_c"] is None]
+    nulls = [r for r in run.iter_records() if r["asset"] == "hp-0010" and r["metrics"]["outdoor_temp_c"] is None]
     assert nulls == []
 
 
@@ -74,9 +70,11 @@ def test_truth_round_trips_and_lists_what_was_injected(run: FleetRun, tmp_path: 
     assert back == run.truth
     raw = json.loads(path.read_text(encoding="utf-8"))
     assert raw["start"] == "2026-01-05T00:00:00.000Z" and raw["sample_period_s"] == 60
-    hp8 = back.asset("hp-0008")
-    assert {e.type.value for e in hp8.operating_events} == {"setpoint_change"}
+    hp10 = back.asset("hp-0010")
+    assert {e.type.value for e in hp10.operating_events} == {"setpoint_change"}
     assert back.asset("pump-0007").sensor_faults[0].metric == "*"
+    spikes = next(f for f in back.asset("hp-0010").sensor_faults if f.mode.value == "spike")
+    assert spikes.parameter == 15.0
 
 
 def test_truth_load_refuses_garbage(tmp_path: Path) -> None:

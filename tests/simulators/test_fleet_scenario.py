@@ -10,9 +10,11 @@ import pytest
 
 from pdm_common.catalog import FAULTS_BY_KIND
 from simulators.fleet import ScenarioError, generate, load_scenario
+from simulators.fleet.controller import CUTOFF
 from simulators.fleet.plan import make_plan
 from simulators.fleet.scenario import parse_scenario
-from tests.simulators.test_fleet_support import SCENARIOS, SEED, TINY
+from simulators.fleet.timescales import TIMESCALES
+from tests.simulators.test_fleet_support import SCENARIOS, SEED, TINY, operating
 
 BASE = {"name": "t", "days": 2.0, "sites": [{"name": "s1"}], "heat_pumps": 2, "pumps": 1}
 
@@ -25,27 +27,40 @@ def test_every_shipped_scenario_loads_and_plans(path: Path) -> None:
     for asset in plan.assets:
         if asset.fault is not None:
             assert asset.fault.code in FAULTS_BY_KIND[asset.ref.kind]
-            assert 0 <= asset.fault.onset_s < asset.fault.failure_s <= scenario.days * 86400
+            assert asset.fault.onset_s < scenario.days * 86400 and asset.fault.span_s > 0
 
 
-def test_demo_is_small_and_shows_lead_time() -> None:
+def test_demo_faults_fail_while_their_machines_run() -> None:
+    """The demo stages faults inside their reference time scales that trip by their physics in the run,
+    late enough to be caught, while running; no heat pump is ever below its operating limit."""
     scenario = load_scenario(SCENARIOS / "demo.toml")
     assert scenario.heat_pumps + scenario.pumps <= 10
     assert len(scenario.sites) == 2
-    assert all(4.0 <= f.failure_day - f.onset_day <= 8.0 for f in scenario.faults)
+    run = generate(scenario, 7)
+    for f in scenario.faults:
+        low, high = TIMESCALES[f.code].span_days
+        assert f.span_days is not None and low <= f.span_days <= high
+        failure = run.truth.asset(f.asset).machine_faults[0].failure
+        assert failure is not None, f.asset
+        assert 5.0 <= (failure - run.truth.start).total_seconds() / 86400 <= scenario.days - 1.0
+        series = run.asset(f.asset)
+        assert series.trip_index is not None and operating(series)[series.trip_index]
+    for series in run.series:
+        assert series.mode is None or not (series.mode == CUTOFF).any(), series.ref.name
 
 
 @pytest.mark.parametrize(
     ("patch", "field"),
     [
-        ({"faults": [{"asset": "hp-0001", "code": "bearing_wear", "onset_day": 0, "failure_day": 1}]}, "faults.0.code"),
-        ({"faults": [{"asset": "hp-0009", "code": "low_flow", "onset_day": 0, "failure_day": 1}]}, "faults.0.asset"),
-        ({"faults": [{"asset": "hp-0001", "code": "low_flow", "onset_day": 1, "failure_day": 0.5}]}, "faults.0"),
-        ({"faults": [{"asset": "hp-0001", "code": "low_flow", "onset_day": 0, "failure_day": 5}]}, "failure_day"),
-        (
-            {"faults": [{"asset": "hp-0001", "code": "no_such_fault", "onset_day": 0, "failure_day": 1}]},
-            "faults.0.code",
-        ),
+        ({"faults": [{"asset": "hp-0001", "code": "bearing_wear", "onset_day": 0}]}, "faults.0.code"),
+        ({"faults": [{"asset": "hp-0009", "code": "low_flow", "onset_day": 0}]}, "faults.0.asset"),
+        ({"faults": [{"asset": "hp-0001", "code": "low_flow", "onset_day": 0, "span_days": -1}]}, "faults.0.span_days"),
+        ({"faults": [{"asset": "hp-0001", "code": "low_flow", "onset_day": 5}]}, "faults.0.onset_day"),
+        ({"faults": [{"asset": "hp-0001", "code": "low_flow", "onset_day": -500}]}, "faults.0.onset_day"),
+        ({"faults": [{"asset": "hp-0001", "code": "no_such_fault", "onset_day": 0}]}, "faults.0.code"),
+        ({"random_faults": {"heat_pump": 1, "failure_day": [1, 9]}}, "random_faults.failure_day"),
+        ({"sensor_faults": [{"asset": "hp-0001", "metric": "flow_temp_c", "mode": "noise", "start_day": 0,
+                             "end_day": 1, "noise_factor": 0.5}]}, "sensor_faults.0.noise_factor"),
         (
             {
                 "sensor_faults": [
@@ -86,8 +101,8 @@ def _digest(seed: int) -> str:
 
 def test_records_follow_the_series() -> None:
     run = generate(load_scenario(TINY).model_copy(update={"days": 0.1}), SEED)
-    record = next(r for r in run.iter_records() if r["asset"] == "hp-0003")
-    series = run.asset("hp-0003")
+    record = next(r for r in run.iter_records() if r["asset"] == "hp-0009")
+    series = run.asset("hp-0009")
     assert record["ts"] == int(series.ts_ms[0])
     assert record["metrics"]["flow_temp_c"] == float(series.values["flow_temp_c"][0])
     assert json.loads(json.dumps(record)) == record

@@ -1,4 +1,4 @@
-"""Sensor faults touch one channel only; operating changes and a healthy fleet stay inside normal ranges."""
+"""Sensor faults touch one channel only, at field sizes; operating changes and a healthy fleet stay in range."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import pytest
 
 from pdm_common.catalog import FAILURE_CRITERIA, FAULTS_BY_KIND, METRICS
 from simulators.fleet import FleetRun, generate, load_scenario
-from simulators.fleet.scenario import SensorFaultMode
+from simulators.fleet.controller import HEAT
+from simulators.fleet.plan import make_plan
+from simulators.fleet.scenario import FIELD_SENSOR_FAULT_MODES, SensorFaultMode
+from simulators.fleet.sensors import QUANTUM
 from tests.simulators.test_fleet_support import SCENARIOS, SEED, TINY, crossed, operating
 
 DAY_MS = 86_400_000
@@ -48,22 +51,68 @@ def test_sensor_fault_changes_one_channel_inside_its_window(
     for name, flag in faulty.flags.items():
         np.testing.assert_array_equal(flag, clean.flags[name])
     got, ref = faulty.values[metric][window], clean.values[metric][window]
+    spec = next(m for m in METRICS[faulty.ref.kind] if m.name == metric)
+    quantum = QUANTUM[metric]
     if mode is SensorFaultMode.STUCK:
         assert np.unique(got).size == 1
         assert np.unique(ref).size > 1
     elif mode is SensorFaultMode.DRIFT:
         diff = got - ref
-        assert diff[-1] > diff[0] and np.all(np.diff(diff) >= -1e-6 - 0.02)
+        days = (truth.end - truth.start).total_seconds() / 86400
+        assert truth.parameter is not None
+        assert abs(diff[-1] - truth.parameter * days) < 2 * quantum
+        assert np.all(np.diff(diff) * np.sign(truth.parameter) >= -2 * quantum)
+    elif mode is SensorFaultMode.BIAS:
+        assert truth.parameter is not None
+        np.testing.assert_allclose(got - ref, truth.parameter, atol=quantum + 1e-9)
+    elif mode is SensorFaultMode.NOISE:
+        assert truth.parameter is not None
+        ratio = np.std(got - ref) / spec.noise_sigma
+        # Extra noise sqrt(k² − 1)·sigma on top of the sensor's own (A3: k = 3-10).
+        assert 0.8 * np.sqrt(truth.parameter**2 - 1) < ratio < 1.2 * np.sqrt(truth.parameter**2 - 1)
     elif mode is SensorFaultMode.DROPOUT_NULL:
         assert np.isnan(got).all()
     elif mode is SensorFaultMode.SPIKE:
-        jumps = np.abs(got - ref) > 10 * next(m.noise_sigma for m in METRICS[faulty.ref.kind] if m.name == metric)
-        assert 0 < jumps.sum() < 0.2 * got.size
+        jumps = np.abs(got - ref)
+        hits = jumps > 2 * quantum
+        assert 0 < hits.sum() < 0.2 * got.size
+        # A3: 5-20 sigma of the sensor's noise, one sample long.
+        assert truth.parameter is not None
+        height = truth.parameter * max(spec.noise_sigma, quantum)
+        np.testing.assert_allclose(jumps[hits], height, atol=quantum + 1e-9)
     elif mode is SensorFaultMode.WRONG_SCALE:
         np.testing.assert_allclose(got, ref * 10.0, atol=0.011)
     else:
         assert not faulty.present[window].any() and faulty.present[~window].all()
         assert truth.metric == "*"
+
+
+def test_random_sensor_faults_have_field_sizes() -> None:
+    """Drawn from failure-physics.md A3: drift 0.05-0.5 K/day, bias 1-3 K / 0.15-0.3 bar, noise x3-10,
+    spikes 5-20 sigma; no decimal slips unless a scenario names one."""
+    scenario = load_scenario(SCENARIOS / "sensor-faults.toml")
+    named = {(f.asset, f.metric) for f in scenario.sensor_faults}
+    drawn = [
+        (a.ref.kind, f)
+        for seed in range(6)
+        for a in make_plan(scenario, seed).assets
+        for f in a.sensor_faults
+        if (a.ref.name, f.metric) not in named
+    ]
+    assert {f.mode for _, f in drawn} == set(FIELD_SENSOR_FAULT_MODES)
+    for kind, f in drawn:
+        spec = next(m for m in METRICS[kind] if m.name == f.metric)
+        assert spec.noise_sigma > 0, "only physical sensors break"
+        if f.mode is SensorFaultMode.DRIFT and spec.unit == "°C":
+            assert 0.05 <= abs(f.rate_per_day) <= 0.5
+        if f.mode is SensorFaultMode.BIAS and spec.unit == "°C":
+            assert 1.0 <= abs(f.bias) <= 3.0
+        if f.mode is SensorFaultMode.BIAS and spec.unit == "bar":
+            assert 0.15 <= abs(f.bias) <= 0.3
+        if f.mode is SensorFaultMode.NOISE:
+            assert 3.0 <= f.noise_factor <= 10.0
+        if f.mode is SensorFaultMode.SPIKE:
+            assert 5.0 <= f.spike_sigma <= 20.0
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +145,10 @@ def test_replaced_sensor_steps_by_its_offset_and_gets_quieter(changes: FleetRun)
     event = next(e for e in changes.truth.asset("hp-0009").operating_events if e.type.value == "sensor_replaced")
     series = changes.asset("hp-0009")
     at_ms = event.start.timestamp() * 1000
-    steady = operating(series) & ~series.flags["defrost"]
+    assert series.mode is not None
+    # Modulating steadily: minute-to-minute changes of the flow temperature are the sensor's noise.
+    steady = np.zeros_like(series.flags["defrost"])
+    steady[1:] = (series.mode[1:] == HEAT) & (series.mode[:-1] == HEAT)
     before = series.values["flow_temp_c"][steady & (series.ts_ms < at_ms) & (series.ts_ms >= at_ms - DAY_MS)]
     after = series.values["flow_temp_c"][steady & (series.ts_ms >= at_ms) & (series.ts_ms < at_ms + DAY_MS)]
     assert before.size > 100 and after.size > 100
