@@ -342,9 +342,10 @@ class BridgeApp:
             return True
         marker = f"[pdm-sla {case_reference(w.alert_id)}/{int(w.deadline)}]"
         due = datetime.fromtimestamp(w.deadline, ZoneInfo(self.settings.sla.timezone)).strftime("%a %d %b %Y %H:%M %Z")
-        text = (f"SLA at risk: the promised response ({w.priority}) is due {due}, in "
-                f"{max(0.0, w.remaining_s) / 60:.0f} min, and nobody has acknowledged this ticket. "
-                "Dispatch a technician or acknowledge it.")
+        when = (f"in {w.remaining_s / 60:.0f} min" if w.remaining_s >= 0
+                else f"overdue by {-w.remaining_s / 3600:.1f} h")
+        text = (f"SLA at risk: the promised response ({w.priority}) is due {due}, {when}, and nobody has "
+                "acknowledged this ticket. Dispatch a technician or acknowledge it.")
         try:
             adapter.post_note(w.alert_id, w.ticket_ref, text, marker, maybe_landed=w.alert_id in self._sla_tried,
                               now=now)

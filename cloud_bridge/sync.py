@@ -168,7 +168,8 @@ class DeskSync:
                          action="retried at the next poll; check the desk's credentials and rights to read tickets")
             return 0
         self._metrics.sync_polls.labels(desk=desk, outcome="ok").inc()
-        sent = sum(self.apply(desk, change) for change in result.changes)
+        states = self._states(desk) if result.changes else {}
+        sent = sum(self.apply(desk, change, states) for change in result.changes)
         if result.cursor is not None:
             try:
                 self._outbox.set_sync_cursor(desk, result.cursor)
@@ -179,13 +180,19 @@ class DeskSync:
     def _states(self, desk: str) -> dict[str, DeskState]:
         return {s.ticket_ref: s for s in self._outbox.desk_states(desk)}
 
-    def apply(self, desk: str, change: DeskChange) -> int:
-        """Act on one change (1 when a command was sent); repeats and untracked tickets are skipped."""
+    def apply(self, desk: str, change: DeskChange, states: dict[str, DeskState] | None = None) -> int:
+        """Act on one change (1 when a command was sent); repeats and untracked tickets are skipped.
+
+        ``states`` are the desk's tracked tickets as read at the start of the poll; what this poll
+        changes is kept in them, so two changes of one ticket in one poll see each other.
+        """
         key = f"{desk}\x00{change.change_id}"
         with self._lock:
             if key in self._seen:
                 return 0
-        state = self._states(desk).get(change.ticket_ref)
+        if states is None:
+            states = self._states(desk)
+        state = states.get(change.ticket_ref)
         if state is None:
             return 0  # not a ticket of ours (or long forgotten)
         if change.kind in (ChangeKind.RESOLVED, ChangeKind.ACKNOWLEDGED) and state.status == change.kind:
@@ -221,6 +228,8 @@ class DeskSync:
             status = change.kind if change.kind in (ChangeKind.RESOLVED, ChangeKind.ACKNOWLEDGED) else state.status
             assignee = change.assignee or state.assignee
             self._outbox.set_desk_state(state.alert_id, status=status, assignee=assignee)
+            states[change.ticket_ref] = DeskState(state.alert_id, state.desk, state.ticket_ref, status, assignee,
+                                                  state.resolved)
         except OutboxError as exc:
             _log.warning("sync.state_failed", desk=desk, alert_id=state.alert_id, error=str(exc)[:200])
         with self._lock:

@@ -235,3 +235,21 @@ def test_config_error_names_field_and_hides_secret() -> None:
                                                           "token": "0123456789abcdef0123456789abcdef"}},
                       routing={"default": "pd"})
     assert "0123456789abcdef" not in repr(s)
+
+
+def test_plot_renders_threshold_stops_and_marks_even_when_the_alert_began_before_the_window() -> None:
+    from zoneinfo import ZoneInfo
+
+    from cloud_bridge.plot import PlotMarks, render_plot, stopped_spans
+
+    start = int((FIRST_SEEN + timedelta(days=1)).timestamp() * 1000)  # the data begins a day after the alert
+    points: list[list[float]] = [[start + 60_000 * i, 10.0 - 0.05 * i] for i in range(60)]
+    points += [[start + 60_000 * (60 + 240 + i), 7.0 - 0.05 * i] for i in range(30)]  # a 4 h stop
+    event = alert(probable_fault={"code": "low_flow", "confidence": 0.8},
+                  recent=[{"metric": "flow_lpm", "expected": 12.0, "points": points}])
+    assert stopped_spans([int(p[0]) for p in points]) == [(points[59][0], points[60][0])]
+    png = render_plot(event, PlotMarks(serviced_at=FIRST_SEEN + timedelta(days=1, hours=2),
+                                       reopened_at=FIRST_SEEN + timedelta(days=1, hours=6),
+                                       zone=ZoneInfo("Europe/Oslo")))
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert render_plot(alert()) is None  # no series: nothing to attach

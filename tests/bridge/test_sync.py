@@ -112,7 +112,7 @@ def test_the_sla_warning_is_posted_to_the_desk_once(bridge: Callable[..., Bridge
         comments = desk_sim.tickets("zendesk")[0]["comments"]
         return [c["body"] for c in comments if "[pdm-sla " in c["body"] and not c["public"]]
 
-    assert wait_until(lambda: len(sla_notes()) == 1, 10.0)
-    assert "SLA at risk" in sla_notes()[0] and len(app.sla_warnings) == 1
+    assert wait_until(lambda: len(sla_notes()) == 1 and len(app.sla_warnings) == 1, 10.0)
+    assert "SLA at risk" in sla_notes()[0] and "overdue by" in sla_notes()[0]
     app.check_promises()
     assert len(sla_notes()) == 1  # warned once
