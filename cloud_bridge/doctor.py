@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -22,7 +22,7 @@ import pdm_common
 from cloud_bridge.app import mqtt_client_id
 from cloud_bridge.assets import parse_registry
 from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings, OutboxSettings
-from cloud_bridge.errors import RegistryError
+from cloud_bridge.errors import DeskConfigError, PermanentDeliveryError, RegistryError, RetryableDeliveryError
 from cloud_bridge.registry import load_fault_actions
 from pdm_common.doctor import (
     Check,
@@ -91,16 +91,6 @@ def check_desk(name: str, desk: DeskSettings, sources: dict[str, Path]) -> list[
     return results
 
 
-_PROBES: dict[DeskKind, tuple[str, Callable[[DeskSettings], dict[str, str | int]]]] = {
-    # Authenticated, read-only, one row at most: what the adapter itself will need to work.
-    DeskKind.ZENDESK: ("/api/v2/tickets.json", lambda d: {"per_page": 1}),
-    DeskKind.SERVICENOW: ("/api/now/table/{table}", lambda d: {"sysparm_limit": 1, "sysparm_fields": "sys_id"}),
-    DeskKind.JSM: ("/rest/api/3/search/jql", lambda d: {"jql": "labels = pdm-edge", "maxResults": 1, "fields": "key"}),
-}
-"""Read-only call per desk kind. PagerDuty's Events API v2 and a webhook receiver have none: for
-them the probe only proves the endpoint answers over verified TLS (any HTTP status)."""
-
-
 def _desk_for_doctor(desk: DeskSettings, sources: Mapping[str, Path]) -> DeskSettings:
     update = {name: resolve_credential(path, UNIT, sources) for name, path in
               (("token_file", desk.token_file), ("hmac_secret_file", desk.hmac_secret_file)) if path is not None}
@@ -109,55 +99,40 @@ def _desk_for_doctor(desk: DeskSettings, sources: Mapping[str, Path]) -> DeskSet
 
 def probe_desk(name: str, desk: DeskSettings, *, timeout_s: float,
                sources: Mapping[str, Path] | None = None) -> CheckResult:
-    """Contact the desk: an authenticated read-only request where the API has one, else a TLS reach.
+    """Contact the desk through its adapter's ``probe()``: an authenticated read-only call where the
+    desk's API has one (PagerDuty's Events API and a webhook receiver have none), and say what it found.
 
     Args:
         name: the desk's name in ``[desks.<name>]``.
         desk: its settings.
-        timeout_s: bound of the request.
+        timeout_s: bound of each request.
         sources: credential sources of the installed unit (doctor from a shell).
     """
-    import httpx
-
     from cloud_bridge.desks import make_adapter
 
     label = f"desk.{name}.api"
+    settings = _desk_for_doctor(desk, sources or {}).model_copy(update={"timeout_s": min(desk.timeout_s, timeout_s)})
     try:
-        adapter = make_adapter(name, _desk_for_doctor(desk, sources or {}))
+        adapter = make_adapter(name, settings)
     except OSError as exc:
         return fail(label, f"cannot read the desk's credential: {exc.strerror or exc}",
                     f"fix [desks.{name}] token_file / hmac_secret_file")
-    probe = _PROBES.get(desk.kind)
-    path, params = (probe[0].format(table=desk.table), probe[1](desk)) if probe else (desk.path, {})
-    method = "GET" if probe else "HEAD"
     try:
-        with adapter.client as client:
-            response = client.request(method, path, params=params, timeout=timeout_s)
-    except httpx.ConnectError as exc:
-        reason = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
-            return fail(label, f"TLS certificate of {desk.base_url} is not trusted: {reason[:160]}",
-                        "a configuration problem, not an outage: fix base_url, or install the desk's CA in the "
-                        "system store (update-ca-certificates); never disable verification")
-        return fail(label, f"cannot connect to {desk.base_url}: {reason[:160]}",
-                    "check DNS, the firewall and base_url")
-    except httpx.HTTPError as exc:
-        return fail(label, f"{method} {path} failed: {type(exc).__name__}: {str(exc)[:160]}",
-                    f"check that {desk.base_url} is up; [desks.{name}] timeout_s is {desk.timeout_s:g}s")
-    status = response.status_code
-    where = f"{method} {desk.base_url.rstrip('/')}{path} answered {status}"
-    if not probe:
-        return ok(label, f"{where} over verified TLS (no read-only call in the {desk.kind.value} API: "
-                  "credentials are checked by the first delivery)")
-    if status in (401, 403):
-        return fail(label, f"{where}: the desk refused the credentials",
-                    f"renew the API token in [desks.{name}] token_file, check username and the account's rights")
-    if status == 404:
-        return fail(label, f"{where}: no such API at this address",
-                    f"check [desks.{name}] base_url (and table / service_desk_id)")
-    if status >= 400:
-        return warn(label, f"{where}", "the desk is reachable but unhealthy; see its status page")
-    return ok(label, f"{where}: authenticated, read access works")
+        found = adapter.probe()
+    except DeskConfigError as exc:
+        return fail(label, f"{desk.base_url}: {exc.detail}", f"a configuration problem, not an outage: {exc.fix}")
+    except PermanentDeliveryError as exc:
+        refused = exc.status in (401, 403)
+        return fail(label, f"{desk.base_url} {'refused the credentials' if refused else 'refused the call'}: "
+                    f"{exc.reason}: {exc.detail[:160]}",
+                    f"renew the API token in [desks.{name}] token_file, check username and the account's rights"
+                    if refused else f"check [desks.{name}] base_url and the ids it names (table, service_desk_id)")
+    except RetryableDeliveryError as exc:
+        return fail(label, f"{desk.base_url} did not answer: {exc.reason}: {exc.detail[:160]}",
+                    f"check that the desk is up, DNS and the firewall; [desks.{name}] timeout_s is {desk.timeout_s:g}s")
+    finally:
+        adapter.close()
+    return ok(label, found)
 
 
 def _check_registry(path: Path) -> CheckResult:

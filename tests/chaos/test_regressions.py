@@ -19,6 +19,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.slow
 SEED = 7
 
 
-def _agent(rig: Rig, **over: object) -> tuple[Service, int]:
+def _agent(rig: Rig, **over: Any) -> tuple[Service, int]:
     cfg, port = agent_config(rig.workdir, rig.broker, rig.keys, detection=FAST_DETECTION, **over)
     agent = Service("agent", "edge_agent.cli", cfg, rig.workdir).start()
     assert wait_until(lambda: metric(port, "pdm_agent_mqtt_connected") == 1.0, 60), agent.log()[-3000:]

@@ -33,9 +33,9 @@ from pdm_common.mqtt import MqttSettings, TlsSettings
 from simulators.broker import free_port
 from tests.deploy.conftest import REPO, SecureBroker
 
-NOW = datetime.now(UTC) + timedelta(days=1)
-"""A moment after every certificate the session's fixtures make (they are valid from their creation,
-which can be many minutes after this module is imported when the suite is long)."""
+NOW = datetime.now(UTC) + timedelta(hours=2)
+"""A moment after every certificate the session's fixtures make (valid from their creation, which can be
+many minutes after this module is imported in a full run), and long before any of them expires."""
 
 
 def _agent(tmp_path: Path, mqtt: MqttSettings) -> AgentSettings:

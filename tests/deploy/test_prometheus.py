@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from cloud_bridge.consumer import ConsumerStats
 from cloud_bridge.fleet import FleetCollector, FleetView
 from cloud_bridge.metrics import BridgeMetrics
-from edge_agent.metrics import AgentMetrics
+from edge_agent.metrics import AgentMetrics, AssetGauges
 from pdm_common.topics import Topics
 from tests.deploy.debian import DebianUnavailable, debian_file
 from tests.deploy.test_fleet import _message, _state, _status
@@ -26,11 +26,9 @@ RULES = REPO / "ops" / "prometheus" / "pdm-rules.yml"
 RULE_TESTS = REPO / "ops" / "prometheus" / "pdm-rules.test.yml"
 DASHBOARDS = sorted((REPO / "ops" / "grafana" / "dashboards").glob("*.json"))
 
-PENDING = {
-    "pdm_agent_messages_dropped_total": "inbound drops by reason: the runtime lane adds it (issue 13)",
-}
-"""Metrics the rules already use that another lane is adding; the test fails once they exist, so the
-entry is removed then (a strict expected failure)."""
+PENDING: dict[str, str] = {}
+"""Metrics the rules already use that another lane is adding (name -> who); the test fails once they
+exist, so an entry is removed then (a strict expected failure)."""
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +108,17 @@ def _exported() -> set[str]:
     """Every sample name our exporters produce, with fleet data so that each family has samples."""
     names: set[str] = set()
     agent = AgentMetrics()
-    agent.warmup.labels(asset="hp-1").set(0.5)
+    agent.assets.publish({("s", "a"): AssetGauges(health_score=1.0, warmup_ratio=0.5, last_seen_s=1.0)})
+    agent.dropped.labels(reason="queue_full").inc()
     agent.outbox.dropped.labels(event="updated").inc()
     agent.ingest.dead_lettered.labels(reason="not_json").inc()
     agent.ingest.received.labels(channel="telemetry").inc()
     bridge = BridgeMetrics()
     bridge.watch_intake(ConsumerStats())
     bridge.delivery_latency.labels(desk="d").observe(0.1)
-    bridge.delivery_failures.labels(desk="d").inc()
+    bridge.delivery_failures.labels(desk="d", reason="timeout").inc()
+    bridge.desk_depth.labels(desk="d").set(1)
+    bridge.desk_oldest_age.labels(desk="d").set(1)
     bridge.delivery_attempts.labels(desk="d", outcome="delivered").inc()
     bridge.circuit_open.labels(desk="d").set(0)
     view = FleetView(Topics())
