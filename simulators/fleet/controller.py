@@ -81,8 +81,9 @@ def draw_control(rng: np.random.Generator) -> ControlParams:
         min_on_min=rng.uniform(6.0, 10.0),
         min_off_min=rng.uniform(5.0, 12.0),
         hysteresis_k=rng.uniform(1.5, 3.0),
-        # Water in pipes and emitters (+ buffer tank on some units): 60-300 l [E].
-        loop_kwh_per_k=rng.uniform(60.0, 300.0) * 4.186 / 3600.0,
+        # Water in pipes and emitters plus the emitters' own mass (radiators, a screed floor), and a buffer
+        # tank on some units: 0.25-0.8 kWh per kelvin of loop temperature [E].
+        loop_kwh_per_k=rng.uniform(0.25, 0.8),
         dhw_setpoint_c=setpoint,
         dhw_hysteresis_k=rng.uniform(5.0, 8.0),
         tank_kwh_per_k=tank_l * 4.186 / 3600.0,

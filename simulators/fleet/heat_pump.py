@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from pdm_common.catalog import FaultCode
 from simulators.fleet.building import HouseLoad, draw_house, house_load
+from simulators.fleet.clock import local_hour
 from simulators.fleet.controller import (
     CUTOFF,
     DEFROST,
@@ -75,14 +76,21 @@ valves take it under the 9 l/min switch [E]."""
 DISCHARGE_CONTROL_C = 95.0
 """The EEV opens (lowers superheat) to cool the discharge above 95 °C (Technibel) [S]; a starved evaporator
 (leak, restricted valve) has no opening left to give."""
+FAN_MAX_RPM = 880.0
+"""Outdoor fan maximum (A1: 300-900 rpm) [E]."""
+SILENT_HZ_SHARE = 0.7
+SILENT_FAN_SHARE = 0.8
+"""Silent mode caps the compressor at 70 % and the fan at 80 % of their maxima [E]."""
+MIN_FLOW_C = 27.0
+"""Lowest flow temperature a heating curve asks for (curve minimum setting, 25-30 °C) [E]."""
 DHW_MAX_FLOW_C = 55.0
 """Leaving-water limit in hot-water mode [E]."""
 
 
 def envelope_max_flow_c(t_air: FloatArray) -> FloatArray:
-    """Operating envelope: 55 °C leaving water down to -10 °C outdoor, falling to 45 °C at -25 °C (a typical
+    """Operating envelope: 55 °C leaving water down to -7 °C outdoor, falling to 45 °C at -20 °C (a typical
     single-stage R32 monobloc map) [E]; beyond it the backup heater makes up the flow temperature."""
-    return np.asarray(np.clip(55.0 + (t_air + 10.0) * (10.0 / 15.0), 45.0, 55.0), dtype=np.float64)
+    return np.asarray(np.clip(55.0 + (t_air + 7.0) * (10.0 / 13.0), 45.0, 55.0), dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,8 @@ class Unit:
     sun_on_sensor_k: float
     recirculation_k: float
     min_outdoor_c: float
+    silent_nights: bool
+    fan_cold_boost: float
 
 
 def draw_unit(rng: np.random.Generator, site: SiteSpec) -> Unit:
@@ -147,6 +157,10 @@ def draw_unit(rng: np.random.Generator, site: SiteSpec) -> Unit:
         sun_on_sensor_k=rng.uniform(0.0, 4.0),
         recirculation_k=rng.uniform(0.0, 1.2),
         min_outdoor_c=site.heat_pump_min_outdoor_c + rng.uniform(-1.0, 1.0),
+        # "Silent mode" 22-06 h, set on a third of installations near bedrooms or neighbours [E].
+        silent_nights=bool(rng.random() < 0.35),
+        # Fans run faster in the cold to keep the approach down (0-1.5 %/K below 0 °C) [E].
+        fan_cold_boost=rng.uniform(0.0, 0.015),
     )
 
 
@@ -217,7 +231,7 @@ def _fault_state(plan: AssetPlan, unit: Unit, t_rel_s: FloatArray, dt_s: float) 
             # Restricted valve: a starved evaporator like a leak, but charge piles up in the condenser:
             # head pressure (subcooling) up, the tell against a leak (A2) [S].
             fill = np.maximum(1.0 - k(0.5) * d, 0.05)
-            sh, app, cond = k(16.0) * d, k(4.0) * d, k(4.0) * d
+            sh, app, cond = k(16.0) * d, k(4.0) * d, k(6.0) * d
         elif f.code is FaultCode.FOUR_WAY_VALVE_LEAK:
             # Discharge gas bleeding to suction inside the valve: bypass 0 → 25 % over the span (D) [E].
             bypass = np.minimum(k(0.25) * d, 0.6)
@@ -299,7 +313,7 @@ def simulate_heat_pump(
     sensor_sun = unit.sun_on_sensor_k * weather.solar_w_m2 / 1000.0
     t_ctrl = first_order_lag(t_air + sensor_sun, dt, CONTROL_TAU_H * 3600.0)
     room = load_h.room_setpoint_c
-    curve = np.clip(room + house.curve_offset_k + house.curve_slope * (room - t_ctrl), 25.0, house.max_flow_c)
+    curve = np.clip(room + house.curve_offset_k + house.curve_slope * (room - t_ctrl), MIN_FLOW_C, house.max_flow_c)
     limit = envelope_max_flow_c(t_air)
     curve = np.minimum(curve, limit)
 
@@ -308,9 +322,12 @@ def simulate_heat_pump(
     fan_health = np.sqrt(np.clip(1.0 - (fx.fan_friction * stiff) ** 2, 0.0, 1.0))
     airflow = np.maximum(fan_health, 0.05)
     net = fx.fill * fx.vol_eff * (1.0 - fx.bypass) * (1.0 - 0.08 * fx.flooded)
+    hour = local_hour(epoch_s, site.utc_offset_h)
+    silent = unit.silent_nights & ((hour >= 22.0) | (hour < 6.0))
+    hz_cap = np.where(silent, SILENT_HZ_SHARE * F_LIMIT_HZ, F_LIMIT_HZ)
     q100 = _capacity_kw(unit, t_air, curve)
     q100_dhw = _capacity_kw(unit, t_air, np.minimum(ctrl.dhw_setpoint_c + 5.0, limit))
-    q_max = np.where(load_h.heating_on, q100, q100_dhw) * net * (F_LIMIT_HZ / F_MAX_HZ)
+    q_max = np.where(load_h.heating_on, q100, q100_dhw) * net * (hz_cap / F_MAX_HZ)
     q_min = q100 * net * (F_MIN_HZ / F_MAX_HZ)
     allowed = t_air > unit.min_outdoor_c
     frost_rate = _frost_rate(weather, np.clip(load_h.demand_kw / np.maximum(q100, 0.5), 0.0, 1.0), airflow)
@@ -336,8 +353,11 @@ def simulate_heat_pump(
     flow_lpm = np.where(dhw, flow_lpm * unit.dhw_flow_share, flow_lpm)
     flow_lpm = np.where(circulating, flow_lpm, 0.0)
     q_hp = trace.q_hp_kw
-    # Refrigerant side first needs the water the condenser sees (the controller's heat output).
-    mean_loop = curve - 2.5 + trace.buffer_k
+    flow_w = np.maximum(flow_lpm, 1.0)
+    # Refrigerant side first needs the water the condenser sees (the controller's heat output); the curve
+    # sets the flow temperature, the loop's mean sits half a temperature drop below it.
+    dt_water = np.where(running, q_hp, 0.0) * 60.0 / (WATER_CP_KJ_KG_K * flow_w)
+    mean_loop = curve - np.minimum(np.where(dhw, 0.0, dt_water), 8.0) / 2.0 + trace.buffer_k
     summer_idle = ~load_h.heating_on & ~running & ~defrost
     mean_loop = np.where(summer_idle, room + 2.0, mean_loop)
 
@@ -353,19 +373,20 @@ def simulate_heat_pump(
     t_evap = t_air - approach
     healthy_evap = t_air - unit.evap_approach_k * (0.35 + 0.65 * load)
     density = saturation_pressure_bar(t_evap) / saturation_pressure_bar(healthy_evap)
-    flow_w = np.maximum(flow_lpm, 1.0)
-    dt_water = np.where(running, q_hp, 0.0) * 60.0 / (WATER_CP_KJ_KG_K * flow_w)
     dhw_max = np.minimum(limit, DHW_MAX_FLOW_C)
     t_water_out = np.where(dhw, np.minimum(trace.tank_c + 2.0 + dt_water, dhw_max), mean_loop + dt_water / 2.0)
-    t_cond = (t_water_out + unit.cond_approach_k * (0.5 + 0.5 * load) + unit.scaling_k_per_day * days
+    # Less water through the plate exchanger transfers worse (h ~ velocity^0.8): the condensing approach
+    # grows as flow falls (A2: low flow raises condensing pressure and discharge temperature) [E].
+    water_side = (unit.flow_lpm / np.maximum(flow_lpm, 0.2 * unit.flow_lpm)) ** 0.8
+    t_cond = (t_water_out + unit.cond_approach_k * (0.5 + 0.5 * load) * water_side + unit.scaling_k_per_day * days
               + fx.cond_k - np.where(fx.flooded > 0, 1.0, 0.0))
     p_suc = saturation_pressure_bar(t_evap) + fx.suction_bar
     p_dis = np.maximum(saturation_pressure_bar(t_cond) - fx.head_bar, p_suc + 1.0)
     # Bypass raises suction and lowers head pressure a little more (A2: "high suction P, low head P") [S~].
     p_suc = p_suc + 0.15 * fx.bypass * (p_dis - p_suc)
     hz_needed = F_MAX_HZ * q_hp / np.maximum(q100 * net * np.maximum(density, 0.2), 0.1)
-    hz = np.clip(hz_needed, F_MIN_HZ, F_LIMIT_HZ)
-    delivered = np.where(running, q_hp * np.minimum(1.0, F_LIMIT_HZ / np.maximum(hz_needed, 1e-6)), 0.0)
+    hz = np.clip(hz_needed, F_MIN_HZ, hz_cap)
+    delivered = np.where(running, q_hp * np.minimum(1.0, hz_cap / np.maximum(hz_needed, 1e-6)), 0.0)
 
     lift = np.maximum(t_cond - t_evap, 10.0)
     part_load = 1.0 - 0.12 * ((hz - 55.0) / 55.0) ** 2
@@ -407,7 +428,9 @@ def simulate_heat_pump(
     # Wet compression (flood-back): liquid evaporating in the compressor keeps the discharge cool [S~].
     t_dis = np.where(fx.flooded > 0, (t_evap + 273.15 + 0.5 * motor) * ratio * 0.93 - 273.15, t_dis)
     t_suc = (1.0 - b) * t_suc_evap + b * t_dis
-    fan_cmd = np.clip(unit.fan_min_rpm + unit.fan_rpm_per_hz * (hz - F_MIN_HZ), unit.fan_min_rpm, 900.0)
+    fan_cmd = (unit.fan_min_rpm + unit.fan_rpm_per_hz * (hz - F_MIN_HZ)) * (
+        1.0 + unit.fan_cold_boost * np.maximum(-t_air, 0.0))
+    fan_cmd = np.clip(fan_cmd, unit.fan_min_rpm, np.where(silent, SILENT_FAN_SHARE, 1.0) * FAN_MAX_RPM)
 
     # --- what the sensors see -------------------------------------------------------------------------
     heat_total = np.where(running, delivered, np.where(defrost, q_hp, 0.0)) + trace.q_backup_kw

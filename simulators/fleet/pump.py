@@ -119,6 +119,7 @@ def simulate_pump(
     proc = process_conditions(epoch_s, t_rel_s, site, plan.events, rng)
     flutter = rng.standard_normal(n)
     scatter = hourly_ar1(t_rel_s, rng, 0.04, 0.5, step_s=300.0)
+    wander = hourly_ar1(t_rel_s, rng, 0.12, 2.0, step_s=600.0)
     days = t_rel_s / 86400.0
     tripped = np.zeros(n, dtype=bool) if lockout_from is None else np.arange(n) >= lockout_from
     running = proc.running & ~tripped
@@ -184,7 +185,8 @@ def simulate_pump(
     brg = bearing_features(bearing_d, incipient, speed, rms_at_failure=k(ZONE_D_MM_S - 1.3), rng=fr, t_rel_s=t_rel_s)
     hf = 1.5 * collapse * (1.0 + 0.4 * np.abs(flutter))
     vib = healthy_vib + brg.rms_mm_s + hf
-    kurtosis = unit.kurtosis0 + 0.3 * (x - 1.0) ** 2 + brg.kurtosis + 2.0 * collapse
+    # Healthy kurtosis wanders a little with process noise (valves, flow turbulence) [E].
+    kurtosis = unit.kurtosis0 + 0.3 * (x - 1.0) ** 2 + wander + brg.kurtosis + 2.0 * collapse
     envelope = unit.envelope0_g * speed**2 * (1.0 + scatter) + brg.envelope_g + 0.8 * collapse
 
     # Temperatures: hall + losses; bearings and seal also take heat from the pumped fluid.
