@@ -64,7 +64,7 @@ def render_plot(alert: AlertEvent, marks: PlotMarks | None = None) -> bytes | No
     series = [s for s in alert.recent if s.points][:MAX_PANELS]
     if not series:
         return None
-    threshold = failure_threshold(alert.probable_fault.code)
+    threshold = failure_threshold(alert.probable_fault.code, alert.kind)
     with _LOCK:
         import matplotlib
 
@@ -79,7 +79,7 @@ def render_plot(alert: AlertEvent, marks: PlotMarks | None = None) -> bytes | No
             window_start = datetime.fromtimestamp(first_ms / 1000, tz=UTC)
             window_end = datetime.fromtimestamp(last_ms / 1000, tz=UTC)
             for ax, s in zip(axes[:, 0], series, strict=True):
-                words = metric_words(s.metric)
+                words = metric_words(s.metric, alert.kind)
                 times = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms, _ in s.points]
                 ax.plot(times, [v for _, v in s.points], linewidth=1.2, label=words.name)
                 for a, b in stopped_spans([ms for ms, _ in s.points]):

@@ -270,8 +270,8 @@ def _day(on: date) -> str:
     return on.strftime("%d %b %Y")
 
 
-def _contributor_line(c: Contributor) -> str:
-    words = metric_words(c.metric)
+def _contributor_line(c: Contributor, kind: str) -> str:
+    words = metric_words(c.metric, kind)
     if c.value is None:
         return f"- {words.name}: no reading (sensor absent)"
     line = f"- {words.name}: {words.value(c.value)}"
@@ -360,21 +360,21 @@ def _diagnosis_lines(f: _Facts) -> list[str]:
     lines += [f"- alternative: {name} ({conf:.0%})" for name, conf in f.alternatives]
     ttf = a.time_to_failure_h
     if ttf is not None and not a.is_sensor_fault:
-        criterion = ttf.criterion or _criterion(a.probable_fault.code)
+        criterion = ttf.criterion or _criterion(a.probable_fault.code, a.kind)
         until_what = f" ({criterion})" if criterion else ""
         lines.append(f"- may fail within {ttf.p10:.0f} h (pessimistic), about {ttf.p50:.0f} h (median){until_what}")
-    lines += [_contributor_line(c) for c in a.contributors]
-    lines += [f"- sensor {metric_words(h.metric).name}: {h.status.value}" for h in a.sensor_health
+    lines += [_contributor_line(c, a.kind) for c in a.contributors]
+    lines += [f"- sensor {metric_words(h.metric, a.kind).name}: {h.status.value}" for h in a.sensor_health
               if h.status is not SensorStatus.OK]
     lines.append(f"- first seen {_local(a.first_seen, f.zone)}, last seen {_local(a.last_seen, f.zone)}")
     return lines
 
 
-def _criterion(code: str) -> str | None:
-    threshold = failure_threshold(code)
+def _criterion(code: str, kind: str) -> str | None:
+    threshold = failure_threshold(code, kind)
     if threshold is None:
         return None
-    words = metric_words(threshold.metric)
+    words = metric_words(threshold.metric, kind)
     return f"{threshold.description}: {words.name} {threshold.direction} {words.value(threshold.value)}"
 
 

@@ -1,30 +1,28 @@
 """Words for machines, metrics and faults: the one place the bridge looks them up. Pure.
 
 Tickets need a kind's name in the customer's language, a metric's name and unit, and a fault's
-failure threshold for the plot. Until the shared machine-profile registry (``pdm_common.profiles``)
-is available, these come from the built-in catalogue where it knows the answer and are derived
-honestly otherwise: a vendor's own kind gets a generic word, a metric's unit comes from its name's
-suffix (DESIGN.md §3: "metric names are snake_case with a unit suffix"), an unknown fault has no
-threshold. Nothing here raises for an unknown name, so the delivery loop never meets a KeyError.
-Switching to the profile registry is a change of this module only.
+failure threshold for the plot. They come from the shared machine-profile registry
+(``pdm_common.profiles``, the built-in profiles) where it knows the kind, and are derived honestly
+otherwise: a vendor's own kind gets a generic word, a metric's unit comes from its name's suffix
+(DESIGN.md §3: "metric names are snake_case with a unit suffix"), an unknown fault has no threshold.
+Nothing here raises for an unknown name, so the delivery loop never meets a KeyError. Norwegian
+customer messages use the definite form ("i varmepumpen"), kept here because it is grammar of the
+messages, not a word of the profile.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pdm_common.catalog import FAILURE_CRITERIA
+from pdm_common.profiles import ProfileRegistry
 
 __all__ = ["MetricWords", "Threshold", "failure_threshold", "kind_word", "metric_words"]
 
-_KIND_WORDS = {
-    "heat_pump": {"en": "heat pump", "no": "varmepumpen"},
-    "pump": {"en": "pump", "no": "pumpen"},
-}
-"""Norwegian takes the definite form ("i varmepumpen"), which reads naturally in every message."""
+_PROFILES = ProfileRegistry.builtin()
 
-_GENERIC_KIND = {"no": "anlegget"}
-"""A vendor kind has no translation here; "the installation" is true of every machine."""
+_DEFINITE_NO = {"heat_pump": "varmepumpen", "pump": "pumpen"}
+"""Norwegian takes the definite form ("i varmepumpen"), which reads naturally in every message; a
+kind without one here is "anlegget" (the installation), true of every machine."""
 
 _UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_m3_h", "m³/h"), ("_mm_s", "mm/s"), ("_kwh", "kWh"), ("_lpm", "l/min"), ("_rpm", "rpm"),
@@ -62,12 +60,18 @@ class Threshold:
     description: str
 
 
-def metric_words(metric: str) -> MetricWords:
-    """The display name and unit of ``metric``, from its unit suffix.
+def metric_words(metric: str, kind: str | None = None) -> MetricWords:
+    """The display name and unit of ``metric``: the kind's profile's, else from its unit suffix.
 
     >>> metric_words("flow_m3_h"), metric_words("vibration_kurtosis").unit
     (MetricWords(name='flow', unit='m³/h'), '')
+    >>> metric_words("suction_pressure_bar", "heat_pump")
+    MetricWords(name='suction pressure', unit='bar')
     """
+    profile = _PROFILES.get(kind) if kind is not None else None
+    channel = None if profile is None else profile.channels.get(metric)
+    if channel is not None and channel.words.get("en"):
+        return MetricWords(channel.words["en"], "" if channel.unit in ("", "-") else channel.unit)
     for suffix, unit in _UNIT_SUFFIXES:
         if metric.endswith(suffix) and len(metric) > len(suffix):
             return MetricWords(metric.removesuffix(suffix).replace("_", " "), unit)
@@ -77,18 +81,22 @@ def metric_words(metric: str) -> MetricWords:
 def kind_word(kind: str, language: str) -> str:
     """The machine kind in ``language``: ``heat pump`` / ``varmepumpen``; a vendor kind by its own name in English.
 
-    >>> kind_word("screw_chiller", "en"), kind_word("screw_chiller", "no")
-    ('screw chiller', 'anlegget')
+    >>> kind_word("screw_chiller", "en"), kind_word("screw_chiller", "no"), kind_word("heat_pump", "no")
+    ('screw chiller', 'anlegget', 'varmepumpen')
     """
-    words = _KIND_WORDS.get(kind)
-    if words is not None:
-        return words.get(language, words["en"])
-    return _GENERIC_KIND.get(language, kind.replace("_", " "))
+    if language == "no":
+        return _DEFINITE_NO.get(kind, "anlegget")
+    return _PROFILES.kind_words(kind, language)
 
 
-def failure_threshold(fault_code: str) -> Threshold | None:
-    """The failure criterion of ``fault_code`` (drawn on the ticket plot), or None when none is known."""
-    criterion = FAILURE_CRITERIA.get(fault_code)  # type: ignore[call-overload]
+def failure_threshold(fault_code: str, kind: str | None = None) -> Threshold | None:
+    """The failure criterion of ``fault_code`` on a ``kind`` machine (drawn on the ticket plot), or None.
+
+    >>> failure_threshold("low_flow", "heat_pump").value, failure_threshold("low_flow", "screw_chiller")
+    (9.0, None)
+    """
+    profile = _PROFILES.get(kind) if kind is not None else None
+    criterion = None if profile is None else profile.criterion(fault_code)
     if criterion is None:
         return None
     return Threshold(criterion.metric, criterion.threshold, criterion.direction, criterion.description)
