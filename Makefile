@@ -1,25 +1,41 @@
 # The two commands of the README: `make demo` and `make test`. Each creates .venv and installs the
 # project with its dev extras when missing (or when pyproject.toml changed), so a fresh machine with
-# only Python >= 3.11 needs nothing else.
+# only Python >= 3.11 needs nothing else. pip shows its progress: the first install takes minutes.
+#
+# `make test` also installs, on Debian and as root, the system packages the deployment tests run
+# (Mosquitto, openssl, Debian's python3.11 that the gateway package runs on, systemd's tools), and
+# refreshes apt's lists once so that tests can fetch Debian's stock mosquitto.conf and promtool
+# (`apt-get download`, nothing installed). Elsewhere it says what is missing and those tests skip.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+SYSTEM_PACKAGES := mosquitto mosquitto-clients openssl python3.11 systemd dpkg
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean system-deps deb
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pdm-edge needs Python >= 3.11; set PYTHON=python3.11")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
 	@touch $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		[ -z "$$missing" ] || echo "WARNING: missing system packages:$$missing; the tests that need them skip" \
+			"(as root on Debian: apt-get install$$missing)"; exit 0; fi; \
+	if ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || [ -n "$$missing" ]; then \
+		echo "apt-get update (package lists for Debian's stock mosquitto.conf and promtool)"; apt-get update -q; fi; \
+	if [ -n "$$missing" ]; then echo "installing system packages for the tests:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
 
 demo: $(STAMP)
 	$(PY) -m simulators.demo
 
-test: lint typecheck unit
+test: system-deps lint typecheck unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -34,5 +50,8 @@ bench: $(STAMP)
 	$(PY) bench/detection.py
 	$(PY) bench/bridge.py
 
+deb: $(STAMP)
+	$(PY) packaging/build_deb.py --arch amd64 --arch arm64 --out dist
+
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

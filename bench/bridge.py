@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/bridge.py [--tickets 2000] [--rate 200]``
 
 Three measurements in one run, against one in-process desk simulator (generic signed webhook):
 
-1. baseline: a bare httpx POST loop (signed body, one keep-alive connection, no outbox);
+1. baseline: a bare httpx POST loop (Standard Webhooks signature, one keep-alive connection, no outbox);
 2. burst: N alert events accepted into the bridge at once (SQLite WAL, synchronous=FULL) and
    delivered by the workers; tickets/s = N / time until the outbox is empty;
 3. paced: events offered at ``--rate`` per second; latency = accepted into the outbox → desk 2xx
@@ -30,9 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from cloud_bridge.app import BridgeApp  # noqa: E402
 from cloud_bridge.config import BridgeSettings  # noqa: E402
-from cloud_bridge.desks.webhook import sign  # noqa: E402
 from pdm_common.logs import configure_logging  # noqa: E402
 from pdm_common.settings import load_settings  # noqa: E402
+from simulators.desk.auth import webhook_headers  # noqa: E402
 from simulators.desk.server import DeskSimulator  # noqa: E402
 from tests.bridge.samples import alert  # noqa: E402
 
@@ -53,8 +53,7 @@ def baseline(url: str, n: int) -> tuple[float, list[float]]:
             body = json.dumps({"dedup_key": f"base-{i}", "action": "opened", "title": "t", "priority": "P3"}).encode()
             t0 = time.perf_counter()
             r = client.post("/webhook", content=body, headers={
-                "Content-Type": "application/json", "X-PDM-Timestamp": str(int(time.time())),
-                "X-PDM-Signature": sign(SECRET, body), "Idempotency-Key": f"base-{i}"})
+                "Content-Type": "application/json", **webhook_headers(SECRET, f"base-{i}", int(time.time()), body)})
             r.raise_for_status()
             lat.append(time.perf_counter() - t0)
         return n / (time.perf_counter() - start), lat
@@ -67,6 +66,8 @@ def make_app(url: str, outbox: Path, workers: int) -> BridgeApp:
         registry_path=REPO / "config" / "assets.example.toml",
         fault_actions_path=REPO / "config" / "fault-actions.toml",
         desks={"main": {"kind": "webhook", "base_url": url, "path": "/webhook", "hmac_secret": SECRET}},
+        require_signed_alerts=False,  # events are handed to the consumer directly, not over MQTT
+        sync={"enabled": False},
         outbox={"path": outbox},
         delivery={"workers": workers, "poll_s": 0.05},
     )

@@ -15,43 +15,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings
+from cloud_bridge.config import BridgeSettings
 from cloud_bridge.consumer import AlertConsumer
 from cloud_bridge.delivery import Dispatcher
+from cloud_bridge.desks import make_adapter
 from cloud_bridge.desks.base import DeskAdapter
-from cloud_bridge.desks.jsm import JsmAdapter
-from cloud_bridge.desks.pagerduty import PagerDutyAdapter
-from cloud_bridge.desks.servicenow import ServiceNowAdapter
-from cloud_bridge.desks.webhook import WebhookAdapter
-from cloud_bridge.desks.zendesk import ZendeskAdapter
-from cloud_bridge.errors import OutboxError, RegistryError
-from cloud_bridge.fault_actions import load_fault_actions
+from cloud_bridge.errors import DeliveryError, OutboxError, RegistryError
+from cloud_bridge.fleet import FleetCollector, FleetView
+from cloud_bridge.holidays import ServiceHolidays
 from cloud_bridge.metrics import BridgeMetrics, MeteredAdapter
 from cloud_bridge.outbox import Outbox, OutboxStats, open_postgres, open_sqlite
 from cloud_bridge.promises import SlaWarning, due_warnings
-from cloud_bridge.registry import RegistryFile
-from cloud_bridge.ticket import MappingContext, Ticket, map_alert
+from cloud_bridge.registry import RegistryFile, load_fault_actions
+from cloud_bridge.sync import DeskSync
+from cloud_bridge.ticket import AlertHistory, MappingContext, Ticket, case_reference, map_alert
 from cloud_bridge.urgency import CalendarPolicy
 from pdm_common.contracts import AlertEvent
+from pdm_common.errors import ConfigError
 from pdm_common.logs import get_logger
 from pdm_common.mqtt import MqttClient
 from pdm_common.reload import ReloadPlan, reload_plan
 from pdm_common.systemd import Heartbeat, Liveness
 from pdm_common.topics import AssetChannel, Topics
 
-__all__ = ["RELOADABLE", "BridgeApp", "make_adapter", "mqtt_client_id", "open_outbox"]
+__all__ = ["RELOADABLE", "BridgeApp", "mqtt_client_id", "open_outbox"]
 
 _log = get_logger(__name__)
-
-_ADAPTERS: dict[DeskKind, type[DeskAdapter]] = {
-    DeskKind.WEBHOOK: WebhookAdapter,
-    DeskKind.PAGERDUTY: PagerDutyAdapter,
-    DeskKind.SERVICENOW: ServiceNowAdapter,
-    DeskKind.JSM: JsmAdapter,
-    DeskKind.ZENDESK: ZendeskAdapter,
-}
 
 RELOADABLE = frozenset({"registry_path", "fault_actions_path", "dashboard_url", "default_language", "routing", "sla"})
 """Settings SIGHUP applies in place: each is read per ticket, per route or per SLA check. Everything else
@@ -86,18 +78,16 @@ def _mapping_context(settings: BridgeSettings) -> MappingContext:
     Raises:
         RegistryError: the fault-action table is unreadable or invalid.
     """
+    start, end = settings.sla.contact_window()
     return MappingContext(
         fault_actions=load_fault_actions(settings.fault_actions_path),
-        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=frozenset(settings.sla.holidays)),
+        calendar=CalendarPolicy(zone=ZoneInfo(settings.sla.timezone), holidays=ServiceHolidays(
+            settings.sla.country, settings.sla.subdivision, settings.sla.holidays),
+                                contact_start=start, contact_end=end, contact_days=settings.sla.contact_weekdays()),
         sla_hours=dict(settings.sla.hours),
         dashboard_url=settings.dashboard_url,
         default_language=settings.default_language,
     )
-
-
-def make_adapter(name: str, settings: DeskSettings) -> DeskAdapter:
-    """The adapter for a configured desk."""
-    return _ADAPTERS[settings.kind](name, settings)
 
 
 def open_outbox(settings: BridgeSettings) -> Outbox:
@@ -126,12 +116,17 @@ class BridgeApp:
 
     def __init__(self, settings: BridgeSettings, *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
+        problem = settings.signing_problem()
+        if problem is not None:
+            raise ConfigError(problem)
         self.settings = settings
         self._clock = clock
         self.registry = RegistryFile(settings.registry_path)
         self._ctx = _mapping_context(settings)
         self.outbox = open_outbox(settings)
         self.metrics = BridgeMetrics()
+        if self.outbox.salvage is not None:
+            self._report_salvage()
         self.delivery_progress = Heartbeat(monotonic)
         self.adapters: dict[str, DeskAdapter] = {
             name: MeteredAdapter(make_adapter(name, desk), self.metrics, self.delivery_progress)
@@ -144,25 +139,50 @@ class BridgeApp:
         )
         topics = Topics(settings.mqtt.topic_prefix)
         self.consumer = AlertConsumer(outbox=self.outbox, topics=topics, route=self._route,
-                                      on_accepted=self.dispatcher.wake, clock=clock)
+                                      on_accepted=self.dispatcher.wake, clock=clock, gateways=settings.gateways,
+                                      require_signed=settings.require_signed_alerts,
+                                      max_seq_step=settings.max_seq_step)
         self.metrics.watch_intake(self.consumer.stats)
         subscription = (topics.shared(settings.share_group, AssetChannel.ALERT) if settings.share_group
                         else topics.all_assets(AssetChannel.ALERT))
-        self.mqtt = MqttClient(settings.mqtt, client_id=mqtt_client_id(settings), subscriptions=[(subscription, 1)],
-                               on_message=self.consumer.handle)
+        self.fleet = FleetView(topics, clock=clock)  # gateway status, asset states: the fleet dashboard
+        self.metrics.registry.register(FleetCollector(self.fleet))
+        self.mqtt = MqttClient(settings.mqtt, client_id=mqtt_client_id(settings),
+                               subscriptions=[(subscription, 1), *self.fleet.subscriptions()],
+                               on_message=self.fleet.route(self.consumer.handle))
+        self.sync = DeskSync(settings=settings, outbox=self.outbox, adapters=self.adapters,
+                             publish=self._publish, metrics=self.metrics,
+                             clock=clock)
         self.sla_warnings: list[SlaWarning] = []
+        self._sla_tried: set[str] = set()
+        self._sla_lock = threading.Lock()
         self._stopping = threading.Event()
         self._sla_thread: threading.Thread | None = None
         self._started = False
 
-    def to_ticket(self, alert: AlertEvent) -> Ticket:
+    def _report_salvage(self) -> None:
+        report = self.outbox.salvage
+        assert report is not None
+        self.metrics.observe_salvage(report)
+        counts = {table: report.salvaged(table) for table in report.rows}
+        _log.error("outbox.corrupt", reason=report.reason, moved_to=str(report.moved_to), salvaged=counts,
+                   lost_rows_at_most=report.unreadable, loss_unknown=report.unknown_loss,
+                   action="the corrupt file was kept aside; what could be read is in the new outbox. Events not "
+                   "salvaged are lost to the bridge: the agents' outboxes and the broker's session hold only what "
+                   "was not yet acknowledged, so compare the desks with the alerts of the affected period")
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        """Publish a command with QoS 1 (raises MqttNotConnected while offline: sync retries)."""
+        self.mqtt.publish(topic, payload, qos=1)
+
+    def to_ticket(self, alert: AlertEvent, history: AlertHistory | None = None) -> Ticket:
         """Map an alert onto a ticket with the current registry.
 
         ``now`` is the event's own time, so every retry and every replica builds byte-identical
         requests, which is what the desks' idempotency keys compare.
         """
         record = self.registry.current().lookup(alert.site, alert.asset)
-        return map_alert(alert, record, now=alert.emitted_at or alert.last_seen, ctx=self._ctx)
+        return map_alert(alert, record, now=alert.emitted_at or alert.last_seen, ctx=self._ctx, history=history)
 
     def _route(self, alert: AlertEvent) -> str:
         record = self.registry.current().lookup(alert.site, alert.asset)
@@ -177,6 +197,7 @@ class BridgeApp:
         self._sla_thread = threading.Thread(target=self._sla_loop, name="bridge-sla", daemon=True)
         self._sla_thread.start()
         self.mqtt.start()
+        self.sync.start()
         self._started = True
 
     def stop(self) -> bool:
@@ -190,6 +211,7 @@ class BridgeApp:
             return True
         self._started = False
         self._stopping.set()
+        self.sync.stop()
         self.mqtt.stop()
         finished = self.dispatcher.stop(self.settings.delivery.shutdown_grace_s)
         if self._sla_thread is not None:
@@ -223,7 +245,7 @@ class BridgeApp:
             OutboxError: the outbox database cannot be queried.
         """
         stats = self.outbox_stats()
-        self.metrics.outbox.observe(stats.depth, stats.oldest_age_s if stats.depth else None)
+        self.metrics.observe_outbox(stats, self.adapters)
         self.metrics.observe_circuits({desk: self.dispatcher.circuit_state(desk) for desk in self.adapters})
         return stats
 
@@ -288,18 +310,54 @@ class BridgeApp:
         return result
 
     def check_promises(self) -> list[SlaWarning]:
-        """Warn about tickets nearing their SLA deadline unacknowledged; returns the new warnings."""
+        """Warn about tickets nearing their SLA deadline unacknowledged; returns the new warnings.
+
+        Serialised: the SLA thread and a caller never post the same warning twice.
+        """
+        with self._sla_lock:
+            return self._check_promises()
+
+    def _check_promises(self) -> list[SlaWarning]:
         now = self._clock()
         warnings = due_warnings(self.outbox.open_tickets(), now=now, warn_fraction=self.settings.sla.warn_fraction)
+        posted: list[SlaWarning] = []
         for w in warnings:
+            if not self._post_sla_note(w, now):
+                continue  # not marked: the next check posts it (the marker keeps it single)
             self.outbox.mark_warned(w.alert_id)
+            posted.append(w)
             _log.warning("ticket.sla_at_risk", alert_id=w.alert_id, desk=w.desk, ticket_ref=w.ticket_ref,
                          priority=w.priority, remaining_min=round(w.remaining_s / 60, 1),
                          action="dispatch a technician or acknowledge the ticket")
+        warnings = posted
         self.sla_warnings.extend(warnings)
         del self.sla_warnings[:-1000]  # bounded: metrics read the counters, not the history
         self.outbox.prune_alerts(now=now)
         return warnings
+
+    def _post_sla_note(self, w: SlaWarning, now: float) -> bool:
+        """Post the SLA warning as an internal note on the ticket; True when it is there."""
+        adapter = self.adapters.get(w.desk)
+        if adapter is None or w.ticket_ref is None:
+            return True
+        marker = f"[pdm-sla {case_reference(w.alert_id)}/{int(w.deadline)}]"
+        due = datetime.fromtimestamp(w.deadline, ZoneInfo(self.settings.sla.timezone)).strftime("%a %d %b %Y %H:%M %Z")
+        when = (f"in {w.remaining_s / 60:.0f} min" if w.remaining_s >= 0
+                else f"overdue by {-w.remaining_s / 3600:.1f} h")
+        text = (f"SLA at risk: the promised response ({w.priority}) is due {due}, {when}, and nobody has "
+                "acknowledged this ticket. Dispatch a technician or acknowledge it.")
+        try:
+            adapter.post_note(w.alert_id, w.ticket_ref, text, marker, maybe_landed=w.alert_id in self._sla_tried,
+                              now=now)
+        except DeliveryError as exc:
+            self._sla_tried.add(w.alert_id)
+            self.metrics.sla_notes.labels(desk=w.desk, outcome="failed").inc()
+            _log.warning("sla.note_failed", alert_id=w.alert_id, desk=w.desk, reason=exc.reason,
+                         action="retried at the next SLA check")
+            return False
+        self._sla_tried.discard(w.alert_id)
+        self.metrics.sla_notes.labels(desk=w.desk, outcome="posted").inc()
+        return True
 
     def _sla_loop(self) -> None:
         while not self._stopping.wait(self.settings.sla.check_interval_s):

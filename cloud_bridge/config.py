@@ -3,6 +3,9 @@
 TOML layout (see ``config/cloud-bridge.example.toml``)::
 
     [mqtt]            broker connection (pdm_common.mqtt.MqttSettings)
+    [gateways.<gw>]   each gateway's site and alert-signing key (require_signed_alerts = true)
+    [commands]        the bridge's command-signing key (desk changes sent to the edge)
+    [sync]            two-way sync: desk polling interval, PagerDuty webhook listener
     [desks.<name>]    one block per configured service desk (kind, base_url, credentials)
     [routing]         which desk gets a ticket: per site, per customer, else the default
     [outbox]          backend sqlite|postgres, path or dsn, bound and lease length
@@ -18,7 +21,7 @@ are never logged; ``repr`` of the settings shows them as ``**********``.
 from __future__ import annotations
 
 import socket
-from datetime import date
+from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -43,17 +46,22 @@ from pdm_common.settings import ServiceSettings
 
 __all__ = [
     "BridgeSettings",
+    "CommandSettings",
     "DeliverySettings",
     "DeskKind",
     "DeskSettings",
+    "GatewaySettings",
     "MetricsSettings",
     "OutboxSettings",
     "RetrySettings",
     "RoutingSettings",
     "SlaSettings",
+    "SyncSettings",
 ]
 
 DeskName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_CONTACT_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat")
 Language = Literal["en", "no"]
 
 
@@ -77,6 +85,66 @@ def _read_secret(value: SecretStr | None, path: Path | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+def _secret_lines(value: SecretStr | None, path: Path | None) -> list[str]:
+    """The secrets of a key: one per line of the file (several during a rotation)."""
+    text = _read_secret(value, path)
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def _one_secret(value: SecretStr | None, path: Path | None, what: str) -> None:
+    if value is not None and path is not None:
+        raise ValueError(f"set {what} or {what}_file, not both")
+
+
+class GatewaySettings(_Section):
+    """One gateway that may publish alerts: the site it speaks for and its alert-signing key."""
+
+    site: DeskName = Field(description="the site this gateway speaks for (the topic's {site})")
+    secret: SecretStr | None = Field(None, description="the gateway's signing secret (prefer secret_file)")
+    secret_file: Path | None = Field(None, description="file holding the secret; several lines during a rotation")
+
+    @model_validator(mode="after")
+    def _has_secret(self) -> Self:
+        _one_secret(self.secret, self.secret_file, "secret")
+        if self.secret is None and self.secret_file is None:
+            raise ValueError("a gateway needs secret_file (the key its agent signs alerts with, [signing] there)")
+        return self
+
+    def secrets(self) -> list[str]:
+        """The accepted secrets (read from ``secret_file`` when set)."""
+        return _secret_lines(self.secret, self.secret_file)
+
+
+class CommandSettings(_Section):
+    """The key the bridge signs its commands to the edge with (agents list it under ``[commands] keys``)."""
+
+    key_id: DeskName = Field("cloud-bridge", description="key id the agents know this key by")
+    secret: SecretStr | None = Field(None, description="signing secret (prefer secret_file)")
+    secret_file: Path | None = Field(None, description="file holding the signing secret")
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Self:
+        _one_secret(self.secret, self.secret_file, "secret")
+        return self
+
+    def resolved_secret(self) -> str | None:
+        """The signing secret, or None when commands are not configured."""
+        return _read_secret(self.secret, self.secret_file)
+
+
+class SyncSettings(_Section):
+    """Two-way sync: changes made in the desks flow back to the edge as signed commands."""
+
+    enabled: bool = Field(True, description="poll the desks and send commands; needs [commands] secret")
+    poll_s: float = Field(30.0, ge=0.1, le=3600, description="how often each polled desk is asked what changed")
+    overlap_s: float = Field(120.0, ge=0, le=3600, description="re-read this much before the last poll (clock skew, "
+                             "eventually consistent search)")
+    acknowledge_snooze_h: float = Field(
+        4.0, ge=0, le=336, description="an acknowledgement in the desk snoozes updates this long (0: no command)")
+    listen_host: str = Field("127.0.0.1", description="address of the webhook listener (PagerDuty webhooks v3)")
+    listen_port: int = Field(0, ge=0, le=65535, description="port of the webhook listener; 0 disables it")
+
+
 class DeskSettings(_Section):
     """One service desk: its protocol, address and credentials."""
 
@@ -86,16 +154,38 @@ class DeskSettings(_Section):
     username: str | None = Field(None, description="basic-auth user (ServiceNow user, Jira/Zendesk e-mail)")
     token: SecretStr | None = Field(None, description="API token / password / PagerDuty routing key")
     token_file: Path | None = Field(None, description="file holding the token (systemd credential)")
-    hmac_secret: SecretStr | None = Field(None, description="webhook only: HMAC-SHA256 signing secret")
-    hmac_secret_file: Path | None = Field(None, description="webhook only: file holding the HMAC secret")
+    hmac_secret: SecretStr | None = Field(None, description="webhook: Standard Webhooks signing secret (whsec_...); "
+                                          "pagerduty: the v3 webhook subscription's signing secret")
+    hmac_secret_file: Path | None = Field(None, description="file holding hmac_secret")
+    ca_file: Path | None = Field(None, description="PEM bundle to verify the desk's TLS certificate with (default: "
+                                 "the system's trust store; verification is always on)")
     timeout_s: float = Field(10.0, gt=0, le=120, description="per-request timeout (connect, read, write)")
     max_connections: int = Field(16, ge=1, le=256, description="connection-pool bound of this desk's client")
     attach_plots: bool = Field(True, description="attach a PNG of the contributing sensors where the desk can")
     table: str = Field("incident", description="servicenow only: the table tickets live in")
     service_desk_id: str = Field("1", description="jsm only: serviceDeskId")
     request_type_id: str = Field("1", description="jsm only: requestTypeId")
-    resolve_transition_id: str = Field("761", description="jsm only: transition id that resolves a request")
-    reopen_transition_id: str = Field("741", description="jsm only: transition id that reopens a request")
+    resolve_transitions: list[str] = Field(
+        default_factory=lambda: ["Resolve this issue", "Resolve", "Done"],
+        description="jsm only: names of the workflow transition that resolves, first available wins")
+    reopen_transitions: list[str] = Field(
+        default_factory=lambda: ["Reopen", "Back to in progress", "In progress", "Respond to customer"],
+        description="jsm only: names of the transition back into an agent queue (fix not confirmed)")
+    verify_transitions: list[str] = Field(
+        default_factory=lambda: ["Pending", "Waiting for customer"],
+        description="jsm only: names of the transition that parks a serviced request while the fix is verified")
+    request_fields: dict[str, str] = Field(
+        default_factory=dict, description="jsm only: extra requestFieldValues by field id, templates with {site} "
+        "{asset} {serial} {priority} {reference} {fault} (for fields the request type requires)")
+    search_consistency_s: float = Field(
+        60.0, ge=0, le=3600, description="jsm only: how long Jira search may lag behind a create (a retried "
+        "create waits this long for a possibly landed first attempt to become searchable)")
+    create_callers: bool = Field(
+        True, description="servicenow: create a sys_user for an unknown caller; jsm: create the customer; "
+        "zendesk: create the requester")
+    close_code_fixed: str = Field("Solution provided", description="servicenow only: close_code of a confirmed fix")
+    close_code_other: str = Field("No resolution provided",
+                                  description="servicenow only: close_code of a self-recovery or baseline reset")
 
     @model_validator(mode="after")
     def _secrets(self) -> Self:
@@ -163,6 +253,9 @@ class RetrySettings(_Section):
     max_retry_after_s: float = Field(3600.0, gt=0, description="cap on a server's Retry-After")
     circuit_failures: int = Field(5, ge=1, description="consecutive failures that open a desk's circuit")
     circuit_open_s: float = Field(30.0, gt=0, description="how long an open circuit waits before a trial call")
+    config_error_open_s: float = Field(
+        300.0, gt=0, description="a desk refused for a configuration problem (TLS certificate not trusted) is tried "
+        "again after this long; its events wait, they are not counted as failed attempts")
 
     @model_validator(mode="after")
     def _order(self) -> Self:
@@ -190,8 +283,34 @@ class SlaSettings(_Section):
         0.75, gt=0, lt=1, description="warn when this share of the SLA has elapsed without acknowledgement"
     )
     timezone: str = Field("Europe/Oslo", description="IANA zone of the service organisation's calendar")
-    holidays: list[date] = Field(default_factory=list, description="public holidays (YYYY-MM-DD)")
+    country: str = Field("NO", description="ISO 3166-1 country of the public holidays (holidays package)")
+    subdivision: str | None = Field(None, description="region of that country with its own holidays (e.g. DE: BY)")
+    holidays: list[date] = Field(default_factory=list,
+                                 description="extra days off besides the public ones (YYYY-MM-DD)")
     check_interval_s: float = Field(30.0, gt=0, description="how often SLA deadlines are checked")
+    contact_hours: str = Field("08:00-20:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
+                               description="when customers are called (P2-P4), in each customer's own time zone")
+    contact_days: list[Weekday] = Field(
+        default_factory=lambda: list(_CONTACT_DAYS),
+        description="days customers are called (holidays excluded); P1 is worked around the clock")
+
+    @field_validator("contact_hours")
+    @classmethod
+    def _hours_order(cls, value: str) -> str:
+        start, end = (time.fromisoformat(part) for part in value.split("-"))
+        if end <= start:
+            raise ValueError(f"contact_hours {value!r}: the end must be after the start, e.g. 08:00-20:00")
+        return value
+
+    def contact_window(self) -> tuple[time, time]:
+        """The contact hours as (start, end)."""
+        start, end = self.contact_hours.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
+
+    def contact_weekdays(self) -> frozenset[int]:
+        """The contact days as weekday numbers (Monday 0)."""
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        return frozenset(names.index(d) for d in self.contact_days)
 
     @field_validator("timezone")
     @classmethod
@@ -201,6 +320,13 @@ class SlaSettings(_Section):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Oslo") from None
         return value
+
+    @model_validator(mode="after")
+    def _calendar(self) -> Self:
+        from cloud_bridge.holidays import check_calendar
+
+        check_calendar(self.country, self.subdivision)
+        return self
 
     @field_validator("hours")
     @classmethod
@@ -238,6 +364,15 @@ class BridgeSettings(ServiceSettings):
     )
     default_language: Language = Field("en", description="customer-message language when the registry has none")
     desks: dict[DeskName, DeskSettings] = Field(default_factory=dict, description="configured desks by name")
+    gateways: dict[DeskName, GatewaySettings] = Field(
+        default_factory=dict, description="gateways by name (their alert signatures' key_id): site and key")
+    require_signed_alerts: bool = Field(
+        True, description="refuse alerts without a valid signature of a gateway that may speak for the topic's site")
+    max_seq_step: int = Field(
+        100, ge=1, le=1_000_000, description="refuse an event whose event_seq is more than this above the alert's "
+        "last (a forged jump must not make the real events stale)")
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
@@ -252,6 +387,14 @@ class BridgeSettings(ServiceSettings):
         if not value:
             raise ValueError("configure at least one desk as a [desks.<name>] table with kind and base_url")
         return value
+
+    def signing_problem(self) -> str | None:
+        """Why alert intake cannot work as configured (checked when the bridge starts), or None."""
+        if self.require_signed_alerts and not self.gateways:
+            return ("require_signed_alerts = true but no [gateways.<gateway>] table is configured, so every alert "
+                    "would be refused. Fix: add one per gateway with site and secret_file (the key its agent signs "
+                    "with, agent config [signing]), or set require_signed_alerts = false on a closed test network")
+        return None
 
     @field_validator("routing")
     @classmethod

@@ -4,7 +4,10 @@ One loop thread leases at most as many events as there are free workers, skippin
 circuit is open; a fixed thread pool performs the HTTP calls. Every outcome goes back to the outbox:
 2xx → complete (ticket reference and promise remembered), retryable → rescheduled with full-jitter
 backoff honouring ``Retry-After`` (dead-lettered as ``exhausted`` after ``max_attempts``), permanent
-→ dead-lettered with the reason. Decisions (backoff, circuit) are the pure parts in
+→ dead-lettered with the reason; a desk configuration problem (its TLS certificate not trusted) →
+logged once with the fix, the desk's circuit held open for ``retry.config_error_open_s`` and the event
+rescheduled without counting an attempt, so nothing is lost or exhausted while the operator fixes it.
+Decisions (backoff, circuit) are the pure parts in
 ``pdm_common.backoff`` and ``cloud_bridge.circuit``; this module only wires them to the I/O.
 
 The loop thread stamps :attr:`Dispatcher.loop_heartbeat` on every pass that worked (an outbox
@@ -21,14 +24,21 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from cloud_bridge.circuit import CircuitBreaker
 from cloud_bridge.config import RetrySettings
 from cloud_bridge.desks.base import Delivery, DeskAdapter
-from cloud_bridge.errors import DeliveryError, OutboxError, PermanentDeliveryError, RetryableDeliveryError
+from cloud_bridge.errors import (
+    DeliveryError,
+    DeskConfigError,
+    OutboxError,
+    PermanentDeliveryError,
+    RetryableDeliveryError,
+)
 from cloud_bridge.outbox import LeasedEvent, Outbox
-from cloud_bridge.plot import render_plot
-from cloud_bridge.ticket import Ticket, TicketAction
+from cloud_bridge.plot import PlotMarks, render_plot
+from cloud_bridge.ticket import AlertHistory, Ticket, TicketAction
 from pdm_common.backoff import Backoff
 from pdm_common.contracts import AlertEvent
 from pdm_common.logs import get_logger
@@ -56,6 +66,7 @@ class DeskStats:
     retried: int = 0
     dead_lettered: int = 0
     circuit_opened: int = 0
+    config_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -78,7 +89,7 @@ class Dispatcher:
         *,
         outbox: Outbox,
         adapters: dict[str, DeskAdapter],
-        to_ticket: Callable[[AlertEvent], Ticket],
+        to_ticket: Callable[[AlertEvent, AlertHistory], Ticket],
         retry: RetrySettings,
         owner: str,
         lease_s: float,
@@ -101,6 +112,7 @@ class Dispatcher:
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
         self._circuits = {name: CircuitBreaker(retry.circuit_failures, retry.circuit_open_s) for name in adapters}
+        self._config_held_until: dict[str, float] = {}
         self._inflight = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -150,7 +162,8 @@ class Dispatcher:
 
     def _open_circuits(self, now: float) -> list[str]:
         with self._lock:
-            return [name for name, cb in self._circuits.items() if cb.blocks(now)]
+            return [name for name, cb in self._circuits.items()
+                    if cb.blocks(now) or self._config_held_until.get(name, 0.0) > now]
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -222,12 +235,26 @@ class Dispatcher:
             return
         stats = self.stats.desk(event.desk)
         stats.attempts += 1
-        ticket = self._to_ticket(event.alert)
+        served = event.serviced_at
+        history = AlertHistory(serviced_at=None if served is None else datetime.fromtimestamp(served, UTC))
+        ticket = self._to_ticket(event.alert, history)
         wants_plot = adapter.accepts_attachments and ticket.action in (TicketAction.OPEN, TicketAction.REOPEN)
-        delivery = Delivery(ticket=ticket, ticket_ref=event.ticket_ref, first_attempt=event.attempts == 0,
-                            plot=(lambda: render_plot(event.alert)) if wants_plot else None)
+        marks = PlotMarks(serviced_at=history.serviced_at,
+                          reopened_at=ticket.event_at if ticket.action is TicketAction.REOPEN else None,
+                          zone=ticket.customer.zone if ticket.customer else None)
+        delivery = Delivery(
+            ticket=ticket, ticket_ref=event.ticket_ref, maybe_landed=event.leases > 1,
+            started_at=event.first_leased_at, now=now,
+            plot=(lambda: render_plot(event.alert, marks)) if wants_plot else None,
+            record_ref=lambda ref: self._outbox.record_ticket_ref(event.alert.alert_id, ref),
+            desk_resolved=event.desk_status == "resolved", serviced_at=served, create_sent_at=event.create_sent_at,
+            mark_create_sent=lambda: self._outbox.mark_create_sent(event.id, self._clock()),
+        )
         try:
             ref = adapter.deliver(delivery)
+        except DeskConfigError as exc:
+            self._config_problem(event, exc, stats)
+            return
         except RetryableDeliveryError as exc:
             self._failed(event, exc, stats)
             return
@@ -240,12 +267,15 @@ class Dispatcher:
             return
         done = self._clock()
         self._circuit(event.desk, ok=True)
+        with self._lock:
+            self._config_held_until.pop(event.desk, None)
         self._outbox.complete(
             event, owner=self._owner, ticket_ref=ref, priority=ticket.priority.value,
             opened_at=ticket.opened_at.timestamp(), sla_deadline=ticket.sla_deadline.timestamp(),
             new_promise=ticket.action in (TicketAction.OPEN, TicketAction.REOPEN),
-            acknowledged=ticket.action is TicketAction.ACKNOWLEDGE,
+            acknowledged=ticket.action in (TicketAction.ACKNOWLEDGE, TicketAction.VERIFY),
             resolved_at=done if ticket.action is TicketAction.RESOLVE else None,
+            serviced_at=done if ticket.action is TicketAction.VERIFY else None,
         )
         stats.delivered += 1
         with self._lock:
@@ -254,6 +284,20 @@ class Dispatcher:
             self.stats.latencies_s.append(done - event.enqueued_at)
         _log.info("ticket.delivered", alert_id=ticket.dedup_key, event_seq=ticket.event_seq, desk=event.desk,
                   action=ticket.action.value, ticket_ref=ref, priority=ticket.priority.value)
+
+    def _config_problem(self, event: LeasedEvent, exc: DeskConfigError, stats: DeskStats) -> None:
+        """Hold the desk for ``config_error_open_s``; the event waits without counting an attempt."""
+        now = self._clock()
+        hold = self._retry.config_error_open_s
+        with self._lock:
+            first = self._config_held_until.get(event.desk, 0.0) <= now
+            self._config_held_until[event.desk] = now + hold
+        stats.config_errors += 1
+        if first:
+            _log.error("desk.config_error", desk=event.desk, reason=exc.reason, error=exc.detail[:300],
+                       retry_in_s=hold, action=exc.fix)
+        self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + hold, error=str(exc)[:500],
+                                count=False)
 
     def _failed(self, event: LeasedEvent, exc: DeliveryError, stats: DeskStats) -> None:
         now = self._clock()

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import pdm_common
 from cloud_bridge.app import mqtt_client_id
+from cloud_bridge.assets import parse_registry
 from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings, OutboxSettings
 from cloud_bridge.errors import RegistryError
-from cloud_bridge.fault_actions import load_fault_actions
-from cloud_bridge.registry import parse_registry
+from cloud_bridge.registry import load_fault_actions
 from pdm_common.doctor import (
     Check,
     CheckResult,
@@ -37,6 +37,7 @@ from pdm_common.doctor import (
     check_sqlite,
     credential_map,
     fail,
+    installed_unit,
     mqtt_for_doctor,
     ok,
     resolve_credential,
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 UNIT = "pdm-cloud-bridge.service"
-UNIT_FILE = Path("/etc/systemd/system") / UNIT
+UNIT_FILE = installed_unit(UNIT)
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -118,7 +119,7 @@ def probe_desk(name: str, desk: DeskSettings, *, timeout_s: float,
     """
     import httpx
 
-    from cloud_bridge.app import make_adapter
+    from cloud_bridge.desks import make_adapter
 
     label = f"desk.{name}.api"
     try:

@@ -5,10 +5,14 @@
     │                               for that file: the bridge keeps the last good copy)
     ├── DeliveryError               a desk did not accept a ticket operation
     │   ├── RetryableDeliveryError  5xx, 408, 429, timeouts, refused or dropped connections:
-    │   │                           back off (honouring ``retry_after_s``) and try again
+    │   │   │                       back off (honouring ``retry_after_s``) and try again
+    │   │   └── DeskConfigError     misconfigured on our side (TLS certificate not trusted): reported
+    │   │                           with the fix; events wait for it, they are not failed attempts
     │   └── PermanentDeliveryError  other 4xx, or a response we cannot understand: dead-letter it
     └── OutboxError                 the outbox database failed (retryable: the caller tries again)
-        └── OutboxFullError         the bound was reached and nothing could be dropped by policy
+        ├── OutboxFullError         the bound was reached and nothing could be dropped by policy
+        └── OutboxDataError         the database refuses this data (permanent: the consumer dead-letters
+                                    the event instead of waiting for a redelivery that fails the same way)
 
 httpx, sqlite3 and psycopg exceptions are translated into these at the adapter boundary; nothing
 above the adapters catches a third-party exception.
@@ -19,6 +23,8 @@ from __future__ import annotations
 __all__ = [
     "BridgeError",
     "DeliveryError",
+    "DeskConfigError",
+    "OutboxDataError",
     "OutboxError",
     "OutboxFullError",
     "PermanentDeliveryError",
@@ -67,9 +73,23 @@ class PermanentDeliveryError(DeliveryError):
     """Retrying cannot help (bad request, auth refused, unknown project): dead-letter with the reason."""
 
 
+class DeskConfigError(RetryableDeliveryError):
+    """A problem only the operator can fix (an untrusted TLS certificate): reported with the fix, retried
+    slowly (``retry.config_error_open_s``) and never counted towards ``max_attempts``."""
+
+    def __init__(self, desk: str, reason: str, detail: str, *, fix: str) -> None:
+        super().__init__(desk, reason, detail)
+        self.fix = fix
+
+
 class OutboxError(BridgeError):
     """The outbox database failed; the operation may be retried."""
 
 
 class OutboxFullError(OutboxError):
     """The outbox is at its bound and holds no ``updated`` event that policy allows dropping."""
+
+
+class OutboxDataError(OutboxError):
+    """The database refuses this event's data (a value out of its range, a constraint): retrying the
+    same event cannot help, so it is dead-lettered with the reason and the message acknowledged."""

@@ -1,23 +1,23 @@
-"""Parts and checks per fault code, from ``config/fault-actions.toml``.
+"""Parts and checks per fault code, from ``config/fault-actions.toml``. Pure (the file is read by
+:func:`cloud_bridge.registry.load_fault_actions`).
 
-Each table is keyed by a fault code of ``pdm_common.catalog.FaultCode`` (plus ``sensor_fault``) and
-gives the fault's name in each customer language, the parts a technician should bring and the checks
-to make, so the first visit can fix it. A code missing from the table gets a generic entry rather
-than no ticket.
+Each table is keyed by a probable-fault code (the built-in profiles' codes, ``sensor_fault`` and
+``unclassified``, or a vendor profile's own) and gives the fault's name in each customer language,
+the parts a technician should bring and the checks to make, so the first visit can fix it. A code
+missing from the table is shown honestly as unclassified (the table's own ``unclassified`` entry
+when it has one), never as no ticket.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cloud_bridge.errors import RegistryError
 
-__all__ = ["FaultAction", "FaultActions", "load_fault_actions", "parse_fault_actions"]
+__all__ = ["GENERIC", "UNCLASSIFIED", "FaultAction", "FaultActions", "parse_fault_actions"]
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=300)]
 
@@ -36,11 +36,15 @@ class FaultAction(BaseModel):
         return self.name.get(language) or self.name.get("en") or next(iter(self.name.values()))
 
 
+UNCLASSIFIED = "unclassified"
+"""The probable-fault code when no signature fits (DESIGN.md §9)."""
+
 GENERIC = FaultAction(
-    name={"en": "abnormal operation", "no": "unormal drift"},
+    name={"en": "unclassified abnormal operation", "no": "uklassifisert unormal drift"},
     parts=[],
     checks=["Inspect the unit and read its fault log", "Compare the contributing sensors with the plot"],
 )
+"""Used for a code the table does not know, when the table has no ``unclassified`` entry either."""
 
 
 class FaultActions:
@@ -53,8 +57,8 @@ class FaultActions:
         return code in self._table
 
     def for_code(self, code: str) -> FaultAction:
-        """The entry for ``code``; the generic entry when the table has none."""
-        return self._table.get(code, GENERIC)
+        """The entry for ``code``; the ``unclassified`` entry (else :data:`GENERIC`) when the table has none."""
+        return self._table.get(code) or self._table.get(UNCLASSIFIED, GENERIC)
 
 
 def parse_fault_actions(doc: Mapping[str, Any]) -> FaultActions:
@@ -72,16 +76,3 @@ def parse_fault_actions(doc: Mapping[str, Any]) -> FaultActions:
             loc = ".".join(str(p) for p in first["loc"])
             raise RegistryError(f"fault-actions [{code}] {loc}: {first['msg']}") from None
     return FaultActions(table)
-
-
-def load_fault_actions(path: Path) -> FaultActions:
-    """Read and validate the fault-action table at ``path``.
-
-    Raises:
-        RegistryError: the file is unreadable, not TOML, or an entry is invalid.
-    """
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RegistryError(f"cannot read fault-action table {path}: {exc}") from None
-    return parse_fault_actions(doc)

@@ -1,7 +1,15 @@
 """Plain-language customer messages in English and Norwegian: what we noticed, what happens next, when.
 
-Pure text composition. Day and month names are tabled here rather than taken from the process
-locale, so the output does not depend on what the host has installed.
+Pure text composition. What goes in is only what the customer may read: a first name or full name,
+the kind of equipment, the fault in words, the pessimistic time to failure and the promised contact
+time. Phone numbers, addresses, occupants, checklists and internal notes never reach this module, so
+they cannot leak into customer-facing text. Day and month names are tabled here rather than taken
+from the process locale, so the output does not depend on what the host has installed.
+
+Each kind of event has its own message (CUSTOMER.md: people remember the peak and the end):
+``open`` (what we noticed, who calls and by when), ``reopen`` (the repair did not hold: an apology and
+the new promise), ``fixed`` (the fix is confirmed by the readings), ``recovered`` (the readings returned
+to normal by themselves) and ``reset`` (the monitoring was re-learned after a change on site).
 """
 
 from __future__ import annotations
@@ -11,10 +19,10 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-__all__ = ["MessageFacts", "customer_message", "format_when"]
+__all__ = ["Language", "MessageFacts", "MessageKind", "customer_message", "format_when"]
 
 Language = Literal["en", "no"]
-MessageKind = Literal["open", "update", "reopen", "resolve"]
+MessageKind = Literal["open", "reopen", "fixed", "recovered", "reset"]
 
 _DAYS = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
@@ -30,16 +38,29 @@ _MONTHS = {
 
 @dataclass(frozen=True, slots=True)
 class MessageFacts:
-    """What the message talks about, already in the customer's language where it is text."""
+    """What the message talks about, already in the customer's language where it is text.
+
+    Attributes:
+        kind: which message.
+        customer_name: how to greet (None: a neutral greeting).
+        equipment: the equipment in the customer's language (``your NordAir heat pump`` is built from it).
+        fault_name: the probable fault in the customer's language.
+        sensor_fault: the alert is about a sensor, not the machine.
+        contact_by: when a technician will have contacted the customer (None for closing messages).
+        zone: the customer's time zone.
+        fails_within_h: the pessimistic (p10) time to failure, when known and meaningful.
+        reference: the case reference printed at the end (lets a retry find the message again).
+    """
 
     kind: MessageKind
     customer_name: str | None
     equipment: str
     fault_name: str
     sensor_fault: bool
-    contact_by: datetime
+    contact_by: datetime | None
     zone: ZoneInfo
     fails_within_h: float | None
+    reference: str
 
 
 def format_when(when: datetime, zone: ZoneInfo, language: Language) -> str:
@@ -57,47 +78,71 @@ def format_when(when: datetime, zone: ZoneInfo, language: Language) -> str:
     return f"{day} {local.day} {month} at {local:%H:%M}"
 
 
+def _within(hours: float, language: Language) -> str:
+    """A pessimistic horizon in words: hours below two days, else whole days (never rounded up to comfort)."""
+    if hours < 48:
+        n = max(1, int(hours))
+        return (f"{n} timer" if n != 1 else "én time") if language == "no" else (f"{n} hours" if n != 1 else "an hour")
+    days = int(hours // 24)
+    return f"{days} dager" if language == "no" else f"{days} days"
+
+
 def _english(f: MessageFacts) -> str:
     hello = f"Hello {f.customer_name}," if f.customer_name else "Hello,"
-    when = format_when(f.contact_by, f.zone, "en")
-    if f.kind == "resolve":
-        return (f"{hello} the readings from your {f.equipment} are back to normal, so we have closed the case "
-                "about it. You do not need to do anything. Thank you for your patience.")
+    ref = f"(Case reference {f.reference}.)"
+    if f.kind == "fixed":
+        return (f"{hello} the repair of your {f.equipment} is confirmed: its readings have stayed normal since the "
+                f"service visit, so we have closed the case. Thank you for your patience. {ref}")
+    if f.kind == "recovered":
+        return (f"{hello} the unusual readings from your {f.equipment} have returned to normal by themselves and "
+                "have stayed normal, so no visit is needed now and we have closed the case. We keep monitoring it "
+                f"and will contact you if it happens again. {ref}")
+    if f.kind == "reset":
+        return (f"{hello} after the recent change to your {f.equipment}, our monitoring has re-learned what normal "
+                f"looks like for it, and we have closed the case about the earlier readings. {ref}")
     if f.kind == "reopen":
-        noticed = (f"after the recent service visit, your {f.equipment} still shows signs of {f.fault_name}: "
-                   "the repair did not hold, and we are sorry about that.")
+        noticed = (f"we are sorry: after the recent service visit, your {f.equipment} still shows signs of "
+                   f"{f.fault_name}, so the repair did not hold.")
     elif f.sensor_fault:
         noticed = (f"our monitoring noticed that one of the sensors in your {f.equipment} gives wrong readings. "
                    "The unit itself seems to work normally.")
     else:
         noticed = f"our monitoring noticed early signs of {f.fault_name} in your {f.equipment}."
         if f.fails_within_h is not None:
-            noticed += f" Left alone, it could stop working within about {max(1.0, f.fails_within_h / 24):.0f} days."
-    next_step = (f"A service technician will contact you by {when} to agree on a visit, and will bring the "
-                 "parts that are most likely needed.")
-    return f"{hello} {noticed} {next_step} You do not need to call us or do anything else."
+            noticed += f" If nothing is done, it could stop working within {_within(f.fails_within_h, 'en')}."
+    when = format_when(f.contact_by, f.zone, "en") if f.contact_by else "soon"
+    next_step = (f"A service technician will contact you by {when} to agree on a visit, and will bring the parts "
+                 "that are most likely needed.")
+    return f"{hello} {noticed} {next_step} You do not need to call us or do anything else. {ref}"
 
 
 def _norwegian(f: MessageFacts) -> str:
     hello = f"Hei {f.customer_name}," if f.customer_name else "Hei,"
-    when = format_when(f.contact_by, f.zone, "no")
-    if f.kind == "resolve":
-        return (f"{hello} målingene fra {f.equipment} er tilbake til normalen, så vi har lukket saken. "
-                "Du trenger ikke gjøre noe. Takk for tålmodigheten.")
+    ref = f"(Saksnummer {f.reference}.)"
+    if f.kind == "fixed":
+        return (f"{hello} reparasjonen av {f.equipment} er bekreftet: målingene har vært normale siden "
+                f"servicebesøket, så vi har lukket saken. Takk for tålmodigheten. {ref}")
+    if f.kind == "recovered":
+        return (f"{hello} de uvanlige målingene fra {f.equipment} har gått tilbake til normalen av seg selv og holdt "
+                "seg der, så det trengs ikke noe besøk nå, og vi har lukket saken. Vi følger med videre og tar "
+                f"kontakt hvis det skjer igjen. {ref}")
+    if f.kind == "reset":
+        return (f"{hello} etter den siste endringen på {f.equipment} har overvåkingen vår lært på nytt hva som er "
+                f"normalt for anlegget, og vi har lukket saken om de tidligere målingene. {ref}")
     if f.kind == "reopen":
-        noticed = (f"etter det siste servicebesøket viser {f.equipment} fortsatt tegn på {f.fault_name}: "
-                   "reparasjonen holdt ikke, og det beklager vi.")
+        noticed = (f"vi beklager: etter det siste servicebesøket viser {f.equipment} fortsatt tegn på "
+                   f"{f.fault_name}, så reparasjonen holdt ikke.")
     elif f.sensor_fault:
         noticed = (f"overvåkingen vår har oppdaget at en av sensorene i {f.equipment} gir feil målinger. "
                    "Selve anlegget ser ut til å fungere normalt.")
     else:
         noticed = f"overvåkingen vår har oppdaget tidlige tegn på {f.fault_name} i {f.equipment}."
         if f.fails_within_h is not None:
-            days = max(1.0, f.fails_within_h / 24)
-            noticed += f" Uten tiltak kan det slutte å virke i løpet av omtrent {days:.0f} dager."
+            noticed += f" Uten tiltak kan det slutte å virke i løpet av {_within(f.fails_within_h, 'no')}."
+    when = format_when(f.contact_by, f.zone, "no") if f.contact_by else "snart"
     next_step = (f"En servicetekniker kontakter deg innen {when} for å avtale et besøk, og tar med delene som "
                  "mest sannsynlig trengs.")
-    return f"{hello} {noticed} {next_step} Du trenger ikke ringe oss eller gjøre noe annet."
+    return f"{hello} {noticed} {next_step} Du trenger ikke ringe oss eller gjøre noe annet. {ref}"
 
 
 def customer_message(facts: MessageFacts, language: Language) -> str:

@@ -1,23 +1,24 @@
-"""Prometheus metrics of the cloud bridge, on the bridge's own registry.
+"""Prometheus metrics of the cloud bridge, on the bridge's own registry (documented in docs/operations.md).
 
 What feeds each family, and where::
 
     m = BridgeMetrics()
     adapter = MeteredAdapter(adapter, m, progress)   # every desk attempt: counted and timed here only
-    m.watch_intake(consumer.stats)                   # alerts by outcome, read at scrape time
-    m.outbox.observe(depth, oldest_age_s)            # refreshed by the service loop
+    m.watch_intake(consumer.stats)                   # received, outcomes, refusals by reason: read at scrape
+    m.observe_outbox(stats)                          # depth/age overall and per desk, dead letters, refused
     m.observe_circuits({"zendesk-eu": "open"})       # refreshed by the service loop
+    m.observe_salvage(report)                        # once, when a corrupt outbox file was salvaged
     server = start_metrics_server(m.registry, host="127.0.0.1", port=9109)
 
-Intake counters are not counted twice: :class:`~cloud_bridge.consumer.ConsumerStats` already
-counts them, so a collector exports those numbers when Prometheus scrapes.
+Intake counters are not counted twice: :class:`~cloud_bridge.consumer.ConsumerStats` already counts
+them, so a collector exports those numbers when Prometheus scrapes. The outcomes sum to received:
+``pdm_bridge_alerts_received_total == sum(pdm_bridge_alert_outcomes_total)``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily
@@ -25,9 +26,11 @@ from prometheus_client.registry import Collector
 
 from cloud_bridge.circuit import CircuitState
 from cloud_bridge.consumer import ConsumerStats
-from cloud_bridge.desks.base import Delivery, DeskAdapter
-from cloud_bridge.errors import PermanentDeliveryError, RetryableDeliveryError
-from pdm_common.metrics import OutboxMetrics
+from cloud_bridge.desks.base import Delivery, DeskAdapter, PollResult
+from cloud_bridge.errors import DeliveryError, DeskConfigError, RetryableDeliveryError
+from cloud_bridge.outbox import OutboxStats
+from cloud_bridge.outbox_salvage import SalvageReport
+from pdm_common.metrics import OutboxMetrics, build_info
 from pdm_common.systemd import Heartbeat
 
 __all__ = ["INTAKE_OUTCOMES", "NAMESPACE", "BridgeMetrics", "DeliveryOutcome", "MeteredAdapter"]
@@ -37,16 +40,17 @@ NAMESPACE = "pdm_bridge"
 _DELIVERY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 """Desk API round trips: tens of ms to the per-request timeout cap (DeskSettings.timeout_s <= 120 s)."""
 
-INTAKE_OUTCOMES = ("received", "accepted", "stale", "invalid", "store_failed")
-"""The fields of ConsumerStats exported as ``pdm_bridge_alerts_total{outcome}``."""
+INTAKE_OUTCOMES = ("accepted", "stale", "refused", "store_failed")
+"""The outcomes of ConsumerStats exported as ``pdm_bridge_alert_outcomes_total{outcome}``."""
 
 
-class DeliveryOutcome(StrEnum):
-    """How one delivery attempt to a desk ended."""
+class DeliveryOutcome:
+    """How one delivery attempt to a desk ended (label values of ``delivery_attempts_total``)."""
 
     DELIVERED = "delivered"
     RETRYABLE = "retryable"
     PERMANENT = "permanent"
+    CONFIG_ERROR = "config_error"
 
 
 class _IntakeCollector(Collector):
@@ -56,18 +60,27 @@ class _IntakeCollector(Collector):
         self._stats = stats
 
     def describe(self) -> Iterable[CounterMetricFamily]:
-        yield self._family()
+        yield from self._families()
 
     def collect(self) -> Iterable[CounterMetricFamily]:
-        family = self._family()
+        received, outcomes, refused = self._families()
+        received.add_metric([], self._stats.received)
         for outcome in INTAKE_OUTCOMES:
-            family.add_metric([outcome], getattr(self._stats, outcome))
-        yield family
+            outcomes.add_metric([outcome], getattr(self._stats, outcome))
+        for reason, n in sorted(self._stats.refused_by_reason.items()):
+            refused.add_metric([reason], n)
+        yield from (received, outcomes, refused)
 
     @staticmethod
-    def _family() -> CounterMetricFamily:
-        return CounterMetricFamily(f"{NAMESPACE}_alerts", "Alert messages from MQTT by outcome "
-                                   "(received = accepted + stale + invalid + store_failed)", labels=["outcome"])
+    def _families() -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily(f"{NAMESPACE}_alerts_received", "Alert messages received from MQTT (each broker "
+                                "delivery once; a redelivered message counts again)"),
+            CounterMetricFamily(f"{NAMESPACE}_alert_outcomes", "How each received alert message ended; the "
+                                "outcomes sum to alerts_received", labels=["outcome"]),
+            CounterMetricFamily(f"{NAMESPACE}_alerts_refused", "Alert messages refused and kept in the outbox's "
+                                "refused list, by reason", labels=["reason"]),
+        )
 
 
 class BridgeMetrics:
@@ -75,26 +88,64 @@ class BridgeMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.outbox = OutboxMetrics(self.registry, NAMESPACE)
+        r, ns = self.registry, NAMESPACE
+        build_info(r, ns)
+        self.outbox = OutboxMetrics(r, ns)
+        self.desk_depth = Gauge("outbox_desk_depth", "Events waiting in the outbox, per desk", ["desk"],
+                                namespace=ns, registry=r)
+        self.desk_oldest_age = Gauge("outbox_desk_oldest_age_seconds", "Age of the oldest waiting event, per desk "
+                                     "(0 when none)", ["desk"], namespace=ns, registry=r)
+        self.dead_letters = Gauge("outbox_dead_letters", "Events in the dead-letter table", namespace=ns, registry=r)
+        self.refused_kept = Gauge("outbox_refused", "Refused messages kept in the outbox", namespace=ns, registry=r)
+        self.salvaged = Counter("outbox_salvaged_rows", "Rows read back from a corrupt outbox file, by table",
+                                ["table"], namespace=ns, registry=r)
+        self.lost = Counter("outbox_lost_rows", "Rows of a corrupt outbox file that could not be read (upper bound)",
+                            namespace=ns, registry=r)
+        self.corrupt_files = Counter("outbox_corrupt_files", "Corrupt outbox files moved aside at start-up",
+                                     namespace=ns, registry=r)
         self.delivery_attempts = Counter("delivery_attempts", "Delivery attempts per desk and outcome",
-                                         ["desk", "outcome"], namespace=NAMESPACE, registry=self.registry)
-        self.delivery_failures = Counter("delivery_failures", "Failed delivery attempts per desk (retryable or "
-                                         "permanent)", ["desk"], namespace=NAMESPACE, registry=self.registry)
+                                         ["desk", "outcome"], namespace=ns, registry=r)
+        self.delivery_failures = Counter("delivery_failures", "Failed delivery attempts per desk and reason "
+                                         "(http_503, timeout, tls_verify_failed, ...)", ["desk", "reason"],
+                                         namespace=ns, registry=r)
         self.delivery_latency = Histogram("delivery_latency_seconds", "Desk request round trip", ["desk"],
-                                          buckets=_DELIVERY_BUCKETS_S, namespace=NAMESPACE, registry=self.registry)
+                                          buckets=_DELIVERY_BUCKETS_S, namespace=ns, registry=r)
         self.circuit_open = Gauge("circuit_open", "1 while the desk's circuit breaker is open", ["desk"],
-                                  namespace=NAMESPACE, registry=self.registry)
+                                  namespace=ns, registry=r)
+        self.commands = Counter("commands_sent", "Signed commands sent to the edge for desk changes, by desk and "
+                                "command", ["desk", "command"], namespace=ns, registry=r)
+        self.sync_polls = Counter("sync_polls", "Two-way sync polls per desk and outcome (ok, failed)",
+                                  ["desk", "outcome"], namespace=ns, registry=r)
+        self.sla_notes = Counter("sla_notes", "SLA warnings posted to desks, by outcome (posted, failed)",
+                                 ["desk", "outcome"], namespace=ns, registry=r)
 
-    def record_delivery(self, *, desk: str, outcome: DeliveryOutcome, duration_s: float) -> None:
-        """Count one attempt, its failure if it failed, and its round-trip time."""
-        self.delivery_attempts.labels(desk=desk, outcome=outcome.value).inc()
-        if outcome is not DeliveryOutcome.DELIVERED:
-            self.delivery_failures.labels(desk=desk).inc()
+    def record_delivery(self, *, desk: str, outcome: str, duration_s: float, reason: str | None = None) -> None:
+        """Count one attempt, its failure (by reason) if it failed, and its round-trip time."""
+        self.delivery_attempts.labels(desk=desk, outcome=outcome).inc()
+        if outcome != DeliveryOutcome.DELIVERED:
+            self.delivery_failures.labels(desk=desk, reason=reason or outcome).inc()
         self.delivery_latency.labels(desk=desk).observe(duration_s)
 
     def watch_intake(self, stats: ConsumerStats) -> None:
-        """Export ``stats`` as ``pdm_bridge_alerts_total{outcome}`` (call once per registry)."""
+        """Export ``stats`` (call once per registry)."""
         self.registry.register(_IntakeCollector(stats))
+
+    def observe_outbox(self, stats: OutboxStats, desks: Iterable[str] = ()) -> None:
+        """Set the outbox gauges: overall, per desk (desks with nothing queued read 0), dead letters, refused."""
+        self.outbox.observe(stats.depth, stats.oldest_age_s if stats.depth else None)
+        for desk in {*desks, *stats.per_desk}:
+            depth, age = stats.per_desk.get(desk, (0, 0.0))
+            self.desk_depth.labels(desk=desk).set(depth)
+            self.desk_oldest_age.labels(desk=desk).set(age)
+        self.dead_letters.set(stats.dead_letters)
+        self.refused_kept.set(stats.refused)
+
+    def observe_salvage(self, report: SalvageReport) -> None:
+        """Count a corrupt outbox file and what was salvaged from it and lost."""
+        self.corrupt_files.inc()
+        for table, (_columns, rows) in report.rows.items():
+            self.salvaged.labels(table=table).inc(len(rows))
+        self.lost.inc(report.unreadable)
 
     def observe_circuits(self, states: Mapping[str, str]) -> None:
         """Set ``circuit_open`` per desk from ``{desk: CircuitState value}``; half-open counts as closed."""
@@ -121,7 +172,7 @@ class MeteredAdapter(DeskAdapter):
         self.settings = inner.settings
         self.client = inner.client
         self.accepts_attachments = inner.accepts_attachments
-        self._inner = inner
+        self.inner = inner
         self._metrics = metrics
         self._progress = progress
 
@@ -130,16 +181,31 @@ class MeteredAdapter(DeskAdapter):
         self._progress.touch()
         started = time.monotonic()
         try:
-            ref = self._inner.deliver(delivery)
-        except RetryableDeliveryError:
-            self._record(DeliveryOutcome.RETRYABLE, started)
+            ref = self.inner.deliver(delivery)
+        except DeliveryError as exc:
+            outcome = (DeliveryOutcome.CONFIG_ERROR if isinstance(exc, DeskConfigError)
+                       else DeliveryOutcome.RETRYABLE if isinstance(exc, RetryableDeliveryError)
+                       else DeliveryOutcome.PERMANENT)
+            self._record(outcome, started, exc.reason)
             raise
-        except PermanentDeliveryError:
-            self._record(DeliveryOutcome.PERMANENT, started)
-            raise
-        self._record(DeliveryOutcome.DELIVERED, started)
+        self._record(DeliveryOutcome.DELIVERED, started, None)
         return ref
 
-    def _record(self, outcome: DeliveryOutcome, started: float) -> None:
-        self._metrics.record_delivery(desk=self.name, outcome=outcome, duration_s=time.monotonic() - started)
+    def post_note(self, alert_id: str, ticket_ref: str, text: str, marker: str, *, maybe_landed: bool,
+                  now: float) -> None:
+        """Post through the wrapped adapter."""
+        self.inner.post_note(alert_id, ticket_ref, text, marker, maybe_landed=maybe_landed, now=now)
+
+    def poll_changes(self, cursor: str | None, *, now: float) -> PollResult:
+        """Poll through the wrapped adapter."""
+        return self.inner.poll_changes(cursor, now=now)
+
+    def probe(self) -> str:
+        """Probe through the wrapped adapter."""
+        return self.inner.probe()
+
+    def _record(self, outcome: str, started: float, reason: str | None) -> None:
+        self._metrics.record_delivery(desk=self.name, outcome=outcome, duration_s=time.monotonic() - started,
+                                      reason=reason)
         self._progress.touch()
+

@@ -16,7 +16,15 @@ only those remain :class:`~cloud_bridge.errors.OutboxFullError` is raised.
 
 Times are epoch seconds passed in by the caller; the only clock read here is the (injectable)
 monotonic one that paces PostgreSQL reconnects. A broken PostgreSQL connection is reopened and the
-operation retried once; errors reach callers as :class:`~cloud_bridge.errors.OutboxError`.
+operation retried once; transient errors reach callers as :class:`~cloud_bridge.errors.OutboxError`,
+data the database can never store (a value out of range, a constraint) as
+:class:`~cloud_bridge.errors.OutboxDataError`, so the consumer dead-letters that one message and goes on.
+
+Besides the queue, the outbox keeps what intake refused (``refused``: contract, signature, seq jump
+and storage refusals, each with its reason), each alert's ticket and promise, and the two-way sync's
+state (what the bridge last saw of each ticket in its desk, and each desk's poll cursor). A corrupt
+SQLite file is moved aside and salvaged at open (:mod:`cloud_bridge.outbox_salvage`); a row that
+cannot be parsed is dead-lettered on its own at lease time without holding up the rest of the batch.
 """
 
 from __future__ import annotations
@@ -27,22 +35,27 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from cloud_bridge.errors import OutboxError, OutboxFullError
+from cloud_bridge.errors import OutboxDataError, OutboxError, OutboxFullError
+from cloud_bridge.outbox_salvage import SalvageReport, salvage_if_corrupt
+from cloud_bridge.promises import TicketRow
 from pdm_common.backoff import Backoff
 from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType
+from pdm_common.errors import ContractError
 from pdm_common.logs import get_logger
 
 __all__ = [
     "DeadLetterRow",
+    "DeskState",
     "EnqueueResult",
     "LeasedEvent",
     "Outbox",
     "OutboxStats",
+    "RefusedRow",
     "TicketRow",
     "open_postgres",
     "open_sqlite",
@@ -66,6 +79,9 @@ CREATE TABLE IF NOT EXISTS events (
     enqueued_at DOUBLE PRECISION NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at DOUBLE PRECISION NOT NULL,
+    leases INTEGER NOT NULL DEFAULT 0,
+    first_leased_at DOUBLE PRECISION,
+    create_sent_at DOUBLE PRECISION,
     lease_owner TEXT,
     lease_until DOUBLE PRECISION,
     last_error TEXT,
@@ -83,7 +99,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     sla_deadline DOUBLE PRECISION,
     acknowledged INTEGER NOT NULL DEFAULT 0,
     warned INTEGER NOT NULL DEFAULT 0,
-    resolved_at DOUBLE PRECISION
+    resolved_at DOUBLE PRECISION,
+    serviced_at DOUBLE PRECISION,
+    desk_status TEXT,
+    desk_assignee TEXT
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
     id {serial} PRIMARY KEY,
@@ -96,7 +115,35 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts INTEGER NOT NULL,
     failed_at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS refused (
+    id {serial} PRIMARY KEY,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_cursors (
+    desk TEXT PRIMARY KEY,
+    cursor_value TEXT NOT NULL
+);
 """
+
+_ADDED_COLUMNS = (
+    ("events", "leases", "INTEGER NOT NULL DEFAULT 0"),
+    ("events", "first_leased_at", "DOUBLE PRECISION"),
+    ("events", "create_sent_at", "DOUBLE PRECISION"),
+    ("alerts", "serviced_at", "DOUBLE PRECISION"),
+    ("alerts", "desk_status", "TEXT"),
+    ("alerts", "desk_assignee", "TEXT"),
+)
+"""Columns added since the first release: an existing outbox gets them when it opens."""
+
+MAX_REFUSED = 10_000
+"""Refused messages kept for ``cloud-bridge outbox list``; the oldest go first (each is also logged and counted)."""
+
+REFUSED_PAYLOAD_MAX = 8 * 1024
+"""Bytes of a refused payload kept: enough to diagnose, bounded against a flood of large garbage."""
 
 
 class EnqueueResult(StrEnum):
@@ -104,11 +151,20 @@ class EnqueueResult(StrEnum):
 
     ACCEPTED = "accepted"
     STALE = "stale"
+    SEQ_JUMP = "seq_jump"
+    """``event_seq`` more than ``max_seq_step`` above the alert's last: refused, the alert keeps its seq."""
 
 
 @dataclass(frozen=True, slots=True)
 class LeasedEvent:
-    """An event this replica now owns until ``lease_until``."""
+    """An event this replica now owns until ``lease_until``.
+
+    Attributes:
+        leases: how often the event has been leased, this time included: above 1, an earlier attempt
+            may have reached the desk (also one that crashed or timed out before anything was recorded).
+        first_leased_at: when the first of those attempts started (epoch s).
+        serviced_at: when the alert's ``verifying`` event was delivered (the service visit), if it was.
+    """
 
     id: int
     alert: AlertEvent
@@ -116,21 +172,36 @@ class LeasedEvent:
     attempts: int
     enqueued_at: float
     ticket_ref: str | None
+    leases: int = 1
+    first_leased_at: float = 0.0
+    serviced_at: float | None = None
+    desk_status: str | None = None
+    """What two-way sync last saw people do to the ticket (``acknowledged``, ``resolved``), if anything."""
+    create_sent_at: float | None = None
+    """When an earlier attempt at this event sent a create whose outcome is unknown (epoch s)."""
 
 
 @dataclass(frozen=True, slots=True)
-class TicketRow:
-    """The bridge's memory of one alert's ticket, for promise tracking."""
+class RefusedRow:
+    """A message intake refused, with the reason."""
+
+    id: int
+    topic: str
+    reason: str
+    detail: str
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeskState:
+    """What the bridge last saw of an alert's ticket in its desk (two-way sync)."""
 
     alert_id: str
     desk: str
-    ticket_ref: str | None
-    priority: str | None
-    opened_at: float | None
-    sla_deadline: float | None
-    acknowledged: bool
-    warned: bool
-    resolved_at: float | None
+    ticket_ref: str
+    status: str | None
+    assignee: str | None
+    resolved: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +225,9 @@ class OutboxStats:
     depth: int
     oldest_age_s: float
     dead_letters: int
+    refused: int = 0
+    per_desk: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Queued events and the oldest's age, per desk."""
 
 
 class _Conn(Protocol):
@@ -182,19 +256,33 @@ class _Backend(ABC):
         """Close the connection."""
 
 
+_SQLITE_DATA_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
+"""What SQLite raises for data it can never store (OverflowError: an integer beyond 64 bits); every other
+sqlite3.Error (locked, I/O, disk full) may pass."""
+
+
 class _Sqlite(_Backend):
     def __init__(self, path: Path, *, synchronous_full: bool) -> None:
         super().__init__()
+        self.salvage: SalvageReport | None = None
         try:
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
+                self.salvage = salvage_if_corrupt(path)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a transaction takes the write
             # lock up front instead of failing half-way on SQLITE_BUSY.
             self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if synchronous_full else 'NORMAL'}")
             self.conn.executescript(_SCHEMA.format(serial="INTEGER"))
-        except sqlite3.Error as exc:
+            present = {(t, str(r[1])) for t in {t for t, _, _ in _ADDED_COLUMNS}
+                       for r in self.conn.execute(f"PRAGMA table_info({t})").fetchall()}
+            for table, column, decl in _ADDED_COLUMNS:
+                if (table, column) not in present:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            if self.salvage is not None:
+                self.run(lambda c: _restore(c, self.salvage))  # type: ignore[arg-type]
+        except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open sqlite outbox {path}: {exc}") from None
 
     def run(self, op: Callable[[_Conn], _T]) -> _T:
@@ -208,6 +296,8 @@ class _Sqlite(_Backend):
                     raise
                 self.conn.execute("COMMIT")
                 return result
+            except _SQLITE_DATA_ERRORS as exc:
+                raise OutboxDataError(f"sqlite outbox refuses the data: {type(exc).__name__}: {exc}") from None
             except sqlite3.Error as exc:
                 raise OutboxError(f"sqlite outbox: {exc}") from None
 
@@ -268,6 +358,8 @@ class _Postgres(_Backend):
                 # Several replicas may start together: serialise the DDL on an advisory lock.
                 conn.execute("SELECT pg_advisory_xact_lock(4242001)")
                 conn.execute(_SCHEMA.format(serial="BIGSERIAL"))
+                for table, column, decl in _ADDED_COLUMNS:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {decl}")
         except psycopg.Error as exc:
             raise OutboxError(f"cannot open postgres outbox: {type(exc).__name__}") from None
         self._conn: Any = conn
@@ -286,6 +378,9 @@ class _Postgres(_Backend):
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self._discard_if_broken()
                 raise OutboxError(f"postgres outbox: {type(exc).__name__}: {str(exc)[:200]}") from None
+            except (psycopg.DataError, psycopg.IntegrityError, OverflowError) as exc:
+                raise OutboxDataError(f"postgres outbox refuses the data: {type(exc).__name__}: "
+                                      f"{str(exc)[:200]}") from None
             except psycopg.Error as exc:
                 raise OutboxError(f"postgres outbox: {type(exc).__name__}: {str(exc)[:200]}") from None
 
@@ -341,7 +436,28 @@ class _PgConn:
         return self._conn.execute(sql.replace("?", "%s"), params)
 
 
-_EVENT_COLS = "e.id, e.payload, e.desk, e.attempts, e.enqueued_at, a.ticket_ref"
+_EVENT_COLS = ("e.id, e.payload, e.desk, e.attempts, e.enqueued_at, a.ticket_ref, e.leases, e.first_leased_at,"
+               " a.serviced_at, a.desk_status, e.create_sent_at")
+
+
+def _restore(c: _Conn, report: SalvageReport) -> None:
+    """Copy the salvaged rows into the fresh schema (columns matched by name; unknown ones dropped)."""
+    for table, (columns, rows) in report.rows.items():
+        if not rows:
+            continue
+        current = {str(r[1]) for r in c.execute(f"PRAGMA table_info({table})").fetchall()}
+        keep = [i for i, name in enumerate(columns) if name in current]
+        names = ", ".join(columns[i] for i in keep)
+        marks = ", ".join("?" for _ in keep)
+        for row in rows:
+            try:
+                c.execute(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", [row[i] for i in keep])
+            except sqlite3.Error:
+                report.unreadable += 1  # a row whose values no longer fit (wrong schema): counted as lost
+    # An alert whose queued events were lost must take them again if the agent or the broker re-sends
+    # them: it has seen only what was delivered or is still queued.
+    c.execute("UPDATE alerts SET last_seq_seen = MAX(last_seq_delivered, COALESCE((SELECT MAX(e.event_seq)"
+              " FROM events e WHERE e.alert_id = alerts.alert_id), 0))")
 
 
 class Outbox:
@@ -351,6 +467,9 @@ class Outbox:
         self._db = backend
         self._max_events = max_events
         self.dropped = 0
+        self.corrupt_rows = 0
+        self.salvage: SalvageReport | None = getattr(backend, "salvage", None)
+        """What was salvaged from a corrupt file at open (None when the file was healthy)."""
 
     @property
     def backend(self) -> str:
@@ -361,29 +480,36 @@ class Outbox:
         """Close the database connection."""
         self._db.close()
 
-    def enqueue(self, alert: AlertEvent, *, desk: str, now: float) -> EnqueueResult:
-        """Store an event durably unless it is stale or repeated for its alert.
+    def enqueue(self, alert: AlertEvent, *, desk: str, now: float, max_seq_step: int | None = None) -> EnqueueResult:
+        """Store an event durably unless it is stale, repeated or jumps too far for its alert.
 
         The desk of an alert is fixed by its first event, so a routing change never splits one
-        alert across two desks.
+        alert across two desks. With ``max_seq_step``, an event more than that many seqs above the
+        alert's last is refused (:attr:`EnqueueResult.SEQ_JUMP`) and changes nothing, so a forged
+        ``event_seq`` cannot make the real events stale.
 
         Raises:
             OutboxFullError: at the bound with no droppable ``updated`` event.
+            OutboxDataError: the database can never store this event.
             OutboxError: the database failed.
         """
         payload = alert.to_json().decode()
 
         def op(c: _Conn) -> EnqueueResult:
-            c.execute(
-                "INSERT INTO alerts (alert_id, desk, last_seq_seen) VALUES (?, ?, 0) ON CONFLICT (alert_id) DO NOTHING",
-                (alert.alert_id, desk),
-            )
-            row = c.execute(
-                "SELECT desk, last_seq_seen FROM alerts WHERE alert_id = ?" + self._db.for_update, (alert.alert_id,)
-            ).fetchone()
-            alert_desk, last_seen = str(row[0]), int(row[1])
+            query = "SELECT desk, last_seq_seen FROM alerts WHERE alert_id = ?" + self._db.for_update
+            row = c.execute(query, (alert.alert_id,)).fetchone()
+            last_seen = 0 if row is None else int(row[1])
             if alert.event_seq <= last_seen:
                 return EnqueueResult.STALE
+            if max_seq_step is not None and alert.event_seq > last_seen + max_seq_step:
+                return EnqueueResult.SEQ_JUMP
+            if row is None:
+                c.execute("INSERT INTO alerts (alert_id, desk, last_seq_seen) VALUES (?, ?, 0)"
+                          " ON CONFLICT (alert_id) DO NOTHING", (alert.alert_id, desk))
+                row = c.execute(query, (alert.alert_id,)).fetchone()
+                if alert.event_seq <= int(row[1]):
+                    return EnqueueResult.STALE  # another replica stored it first
+            alert_desk = str(row[0])
             self._make_room(c)
             c.execute(
                 "INSERT INTO events (alert_id, event_seq, event_type, desk, payload, enqueued_at, next_attempt_at)"
@@ -414,7 +540,11 @@ class Outbox:
     def lease(
         self, *, owner: str, now: float, lease_s: float, limit: int, exclude_desks: Sequence[str] = ()
     ) -> list[LeasedEvent]:
-        """Claim up to ``limit`` due events, at most one per alert and only its lowest pending seq."""
+        """Claim up to ``limit`` due events, at most one per alert and only its lowest pending seq.
+
+        A row whose payload no longer parses (a salvaged or hand-edited outbox) is dead-lettered with
+        reason ``corrupt_row``; the rest of the batch is returned as usual.
+        """
         desk_filter = ""
         params: list[Any] = [now, now]
         if exclude_desks:
@@ -438,27 +568,48 @@ class Outbox:
                 return []
             marks = ", ".join("?" for _ in ids)
             c.execute(
-                f"UPDATE events SET lease_owner = ?, lease_until = ? WHERE id IN ({marks})",
-                [owner, now + lease_s, *ids],
+                f"UPDATE events SET lease_owner = ?, lease_until = ?, leases = leases + 1,"
+                f" first_leased_at = COALESCE(first_leased_at, ?) WHERE id IN ({marks})",
+                [owner, now + lease_s, now, *ids],
             )
             return list(c.execute(
-                f"SELECT {_EVENT_COLS} FROM events e JOIN alerts a ON a.alert_id = e.alert_id"
+                f"SELECT {_EVENT_COLS} FROM events e LEFT JOIN alerts a ON a.alert_id = e.alert_id"
                 f" WHERE e.id IN ({marks}) ORDER BY e.id",
                 ids,
             ).fetchall())
 
-        rows = self._db.run(op)
-        return [
-            LeasedEvent(
-                id=int(r[0]),
-                alert=AlertEvent.from_json(str(r[1]).encode(), max_bytes=MAX_ALERT_BYTES),
-                desk=str(r[2]),
-                attempts=int(r[3]),
-                enqueued_at=float(r[4]),
-                ticket_ref=None if r[5] is None else str(r[5]),
+        leased: list[LeasedEvent] = []
+        for r in self._db.run(op):
+            try:
+                alert = AlertEvent.from_json(str(r[1]).encode(), max_bytes=MAX_ALERT_BYTES)
+            except (ContractError, UnicodeError) as exc:
+                self._dead_letter_corrupt(int(r[0]), owner, f"{exc}", now)
+                continue
+            leased.append(LeasedEvent(
+                id=int(r[0]), alert=alert, desk=str(r[2]), attempts=int(r[3]), enqueued_at=float(r[4]),
+                ticket_ref=None if r[5] is None else str(r[5]), leases=int(r[6]),
+                first_leased_at=float(r[7]) if r[7] is not None else now,
+                serviced_at=None if r[8] is None else float(r[8]),
+                desk_status=None if r[9] is None else str(r[9]),
+                create_sent_at=None if r[10] is None else float(r[10]),
+            ))
+        return leased
+
+    def _dead_letter_corrupt(self, event_id: int, owner: str, detail: str, now: float) -> None:
+        self.corrupt_rows += 1
+        _log.error("outbox.corrupt_row", event_id=event_id, error=detail[:300],
+                   action="the row was dead-lettered; inspect it with cloud-bridge outbox list --dead")
+
+        def op(c: _Conn) -> None:
+            c.execute(
+                "INSERT INTO dead_letters (alert_id, event_seq, event_type, desk, payload, reason, attempts,"
+                " failed_at) SELECT alert_id, event_seq, event_type, desk, payload, ?, attempts, ? FROM events"
+                " WHERE id = ? AND lease_owner = ?",
+                (f"corrupt_row: {detail}"[:1000], now, event_id, owner),
             )
-            for r in rows
-        ]
+            c.execute("DELETE FROM events WHERE id = ? AND lease_owner = ?", (event_id, owner))
+
+        self._db.run(op)
 
     def complete(
         self,
@@ -472,6 +623,7 @@ class Outbox:
         new_promise: bool,
         acknowledged: bool,
         resolved_at: float | None,
+        serviced_at: float | None = None,
     ) -> None:
         """The desk accepted the event: delete it and remember the ticket and its promise.
 
@@ -486,6 +638,7 @@ class Outbox:
             new_promise: open or reopen: start the promise afresh (unacknowledged, not warned).
             acknowledged: someone took the alert in hand.
             resolved_at: set when the alert resolved; None re-opens a resolved record.
+            serviced_at: set when this was the ``verifying`` event (the service visit); kept otherwise.
         """
         def op(c: _Conn) -> None:
             c.execute("DELETE FROM events WHERE id = ? AND lease_owner = ?", (event.id, owner))
@@ -494,10 +647,13 @@ class Outbox:
                 " opened_at = CASE WHEN ? OR opened_at IS NULL THEN ? ELSE opened_at END,"
                 " sla_deadline = CASE WHEN ? OR sla_deadline IS NULL OR ? < sla_deadline THEN ? ELSE sla_deadline END,"
                 " acknowledged = CASE WHEN ? THEN 1 WHEN ? THEN 0 ELSE acknowledged END,"
-                " warned = CASE WHEN ? THEN 0 ELSE warned END, resolved_at = ?"
+                " warned = CASE WHEN ? THEN 0 ELSE warned END, resolved_at = ?,"
+                " serviced_at = COALESCE(?, serviced_at),"
+                " desk_status = CASE WHEN ? THEN NULL ELSE desk_status END"
                 " WHERE alert_id = ?",
                 (event.alert.event_seq, ticket_ref, priority, new_promise, opened_at, new_promise, sla_deadline,
-                 sla_deadline, acknowledged, new_promise, new_promise, resolved_at, event.alert.alert_id),
+                 sla_deadline, acknowledged, new_promise, new_promise, resolved_at, serviced_at, new_promise,
+                 event.alert.alert_id),
             )
 
         self._db.run(op)
@@ -539,14 +695,76 @@ class Outbox:
         ).rowcount))
 
     def stats(self, now: float) -> OutboxStats:
-        """Queue depth, age of the oldest queued event and dead-letter count."""
-        def op(c: _Conn) -> tuple[Any, Any, Any]:
-            depth, oldest = c.execute("SELECT COUNT(*), MIN(enqueued_at) FROM events").fetchone()
-            return depth, oldest, c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+        """Queue depth and oldest age (overall and per desk), dead letters and refused messages."""
+        def op(c: _Conn) -> tuple[list[Any], Any, Any]:
+            per = list(c.execute("SELECT desk, COUNT(*), MIN(enqueued_at) FROM events GROUP BY desk").fetchall())
+            dead = c.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+            return per, dead, c.execute("SELECT COUNT(*) FROM refused").fetchone()[0]
 
-        depth, oldest, dead = self._db.run(op)
-        return OutboxStats(depth=int(depth), oldest_age_s=0.0 if oldest is None else max(0.0, now - float(oldest)),
-                           dead_letters=int(dead))
+        per, dead, refused = self._db.run(op)
+        per_desk = {str(d): (int(n), max(0.0, now - float(oldest))) for d, n, oldest in per}
+        depth = sum(n for n, _ in per_desk.values())
+        oldest_age = max((age for _, age in per_desk.values()), default=0.0)
+        return OutboxStats(depth=depth, oldest_age_s=oldest_age, dead_letters=int(dead), refused=int(refused),
+                           per_desk=per_desk)
+
+    def refuse(self, *, topic: str, reason: str, detail: str, payload: bytes, now: float) -> None:
+        """Keep a message intake refused, with the reason (bounded: the oldest go first)."""
+        text = payload[:REFUSED_PAYLOAD_MAX].decode("utf-8", errors="replace")
+
+        def op(c: _Conn) -> None:
+            c.execute("INSERT INTO refused (topic, reason, detail, payload, received_at) VALUES (?, ?, ?, ?, ?)",
+                      (topic[:1024], reason[:64], detail[:1000], text, now))
+            c.execute("DELETE FROM refused WHERE id <= (SELECT MAX(id) FROM refused) - ?", (MAX_REFUSED,))
+
+        self._db.run(op)
+
+    def refused(self, limit: int = 100) -> list[RefusedRow]:
+        """Refused messages, oldest first."""
+        rows = self._db.run(lambda c: list(c.execute(
+            "SELECT id, topic, reason, detail, received_at FROM refused ORDER BY id LIMIT ?", (limit,)).fetchall()))
+        return [RefusedRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
+
+    def mark_create_sent(self, event_id: int, now: float) -> None:
+        """Note that a create for this event is about to go out (its answer may be lost)."""
+        self._db.run(lambda c: c.execute(
+            "UPDATE events SET create_sent_at = COALESCE(create_sent_at, ?) WHERE id = ?", (now, event_id)))
+
+    def record_ticket_ref(self, alert_id: str, ticket_ref: str) -> None:
+        """Remember the desk's reference as soon as a create succeeded, before the rest of the delivery."""
+        self._db.run(lambda c: c.execute("UPDATE alerts SET ticket_ref = ? WHERE alert_id = ?",
+                                         (ticket_ref, alert_id)))
+
+    def desk_states(self, desk: str, limit: int = 10_000) -> list[DeskState]:
+        """Every ticket of ``desk`` the bridge tracks (unresolved, or resolved within the retention)."""
+        rows = self._db.run(lambda c: list(c.execute(
+            "SELECT alert_id, desk, ticket_ref, desk_status, desk_assignee, resolved_at FROM alerts"
+            " WHERE desk = ? AND ticket_ref IS NOT NULL ORDER BY alert_id LIMIT ?", (desk, limit)).fetchall()))
+        return [DeskState(str(r[0]), str(r[1]), str(r[2]), None if r[3] is None else str(r[3]),
+                          None if r[4] is None else str(r[4]), r[5] is not None) for r in rows]
+
+    def set_desk_state(self, alert_id: str, *, status: str | None, assignee: str | None) -> None:
+        """Record what the bridge saw of the ticket in its desk (after acting on a change)."""
+        self._db.run(lambda c: c.execute("UPDATE alerts SET desk_status = ?, desk_assignee = ? WHERE alert_id = ?",
+                                         (status, assignee, alert_id)))
+
+    def mark_acknowledged(self, alert_id: str) -> None:
+        """Someone took the ticket in hand in the desk: the promise is kept, no SLA warning."""
+        self._db.run(lambda c: c.execute("UPDATE alerts SET acknowledged = 1 WHERE alert_id = ?", (alert_id,)))
+
+    def sync_cursor(self, desk: str) -> str | None:
+        """Where the desk's last poll ended (None before the first)."""
+        row = self._db.run(lambda c: c.execute("SELECT cursor_value FROM sync_cursors WHERE desk = ?",
+                                               (desk,)).fetchone())
+        return None if row is None else str(row[0])
+
+    def set_sync_cursor(self, desk: str, cursor: str) -> None:
+        """Remember where the desk's poll ended."""
+        def op(c: _Conn) -> None:
+            c.execute("DELETE FROM sync_cursors WHERE desk = ?", (desk,))
+            c.execute("INSERT INTO sync_cursors (desk, cursor_value) VALUES (?, ?)", (desk, cursor))
+
+        self._db.run(op)
 
     def pending(self, limit: int = 100) -> list[tuple[int, str, int, str, str, int, float, str | None]]:
         """Queued events: id, alert_id, event_seq, event_type, desk, attempts, next_attempt_at, last_error."""

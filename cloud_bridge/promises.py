@@ -10,9 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cloud_bridge.outbox import TicketRow
+__all__ = ["SlaWarning", "TicketRow", "due_warnings"]
 
-__all__ = ["SlaWarning", "due_warnings"]
+
+@dataclass(frozen=True, slots=True)
+class TicketRow:
+    """The bridge's memory of one alert's ticket, for promise tracking (the outbox stores it)."""
+
+    alert_id: str
+    desk: str
+    ticket_ref: str | None
+    priority: str | None
+    opened_at: float | None
+    sla_deadline: float | None
+    acknowledged: bool
+    warned: bool
+    resolved_at: float | None
 
 
 @dataclass(frozen=True, slots=True)

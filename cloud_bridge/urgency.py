@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from cloud_bridge.registry import AssetRecord
+from cloud_bridge.assets import AssetRecord
 from pdm_common.contracts import AlertEvent, AssetKind, Severity
 
-__all__ = ["CalendarPolicy", "Priority", "Urgency", "assess"]
+__all__ = ["CalendarPolicy", "Priority", "Urgency", "assess", "contact_deadline"]
 
 _SEVERITY_POINTS = {Severity.WARNING: 1, Severity.MAJOR: 2, Severity.CRITICAL: 3}
 
@@ -67,12 +67,84 @@ class Priority(StrEnum):
         return cls.P4
 
 
+CONTACT_LEAD_H = 1.0
+"""A promise to call "by 19:00" made at 18:30 is not one a dispatcher can keep: the window before the
+deadline counts only if it leaves at least an hour."""
+
+
 @dataclass(frozen=True, slots=True)
 class CalendarPolicy:
-    """The service organisation's calendar: its time zone and public holidays."""
+    """The service organisation's calendar: its time zone, public holidays and the hours in which
+    technicians call customers (in the customer's own time zone)."""
 
     zone: ZoneInfo
     holidays: Collection[date] = ()
+    contact_start: time = time(8, 0)
+    contact_end: time = time(20, 0)
+    contact_days: frozenset[int] = frozenset(range(6))
+    """Weekdays (Monday 0) on which customers are called; holidays excluded."""
+
+
+def _contact_day(day: date, calendar: CalendarPolicy) -> bool:
+    return day.weekday() in calendar.contact_days and day not in calendar.holidays
+
+
+def contact_deadline(deadline: datetime, now: datetime, priority: Priority, zone: ZoneInfo,
+                     calendar: CalendarPolicy) -> datetime:
+    """When the customer can honestly be promised a call, in their zone's contact hours.
+
+    P1 is worked around the clock (on-call), so its promise is the deadline itself. Otherwise: the
+    latest moment inside contact hours that is not after ``deadline`` and leaves :data:`CONTACT_LEAD_H`
+    from ``now``; when there is none (the deadline falls in the night after the day's window closed),
+    the first moment in contact hours from ``now`` plus the lead — later than the SLA, but the truth:
+    nobody calls a customer at 23:40.
+
+    >>> from datetime import UTC
+    >>> oslo = ZoneInfo("Europe/Oslo")
+    >>> cal = CalendarPolicy(zone=oslo)
+    >>> night = datetime(2026, 1, 14, 22, 40, tzinfo=UTC)  # 23:40 in Oslo
+    >>> f"{contact_deadline(night, night - timedelta(hours=8), Priority.P2, oslo, cal).astimezone(oslo):%H:%M}"
+    '20:00'
+    >>> f"{contact_deadline(night, night - timedelta(hours=2), Priority.P2, oslo, cal).astimezone(oslo):%a %H:%M}"
+    'Thu 08:00'
+    """
+    if priority is Priority.P1:
+        return deadline
+    earliest = now + timedelta(hours=CONTACT_LEAD_H)
+    latest = _latest_contact(deadline.astimezone(zone), calendar)
+    if latest is not None and latest >= earliest:
+        return latest
+    return _next_contact(earliest.astimezone(zone), calendar)
+
+
+_SEARCH_DAYS = 15
+"""Two weeks of holidays and closed days is more than any calendar has."""
+
+
+def _latest_contact(local: datetime, calendar: CalendarPolicy) -> datetime | None:
+    """The latest moment inside contact hours at or before ``local`` (None if none in the search range)."""
+    day = local.date()
+    for _ in range(_SEARCH_DAYS):
+        if _contact_day(day, calendar):
+            start = datetime.combine(day, calendar.contact_start, local.tzinfo)
+            end = datetime.combine(day, calendar.contact_end, local.tzinfo)
+            if start <= local:
+                return min(end, local)
+        day -= timedelta(days=1)
+    return None
+
+
+def _next_contact(local: datetime, calendar: CalendarPolicy) -> datetime:
+    """The first moment inside contact hours at or after ``local``."""
+    day = local.date()
+    for _ in range(_SEARCH_DAYS):
+        if _contact_day(day, calendar):
+            start = datetime.combine(day, calendar.contact_start, local.tzinfo)
+            end = datetime.combine(day, calendar.contact_end, local.tzinfo)
+            if local <= end:
+                return max(start, local)
+        day += timedelta(days=1)
+    return local
 
 
 @dataclass(frozen=True, slots=True)

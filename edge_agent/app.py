@@ -1,35 +1,60 @@
 """Wiring of the edge agent: MQTT adapter → ingest core → detection engine → outbox → MQTT.
 
-Threads: paho's network thread (owned by :class:`~pdm_common.mqtt.MqttClient`) only enqueues
-inbound messages and PUBACK ids into bounded queues; the agent's main loop (the caller of
-:meth:`EdgeAgent.run`) does all the work — detection, outbox writes, publishing, checkpoints — so a
-slow detector never blocks keep-alives, and one thread owns the engine (no locks in the core).
+Threads: paho's network thread (owned by :class:`~pdm_common.mqtt.MqttClient`) only appends inbound
+messages, PUBACKs and refusals to queues; the checkpoint writer thread only writes serialised
+states; the agent's main loop (the caller of :meth:`EdgeAgent.run`) does all the work — detection,
+outbox writes, publishing, acknowledgements, serialising checkpoints — so a slow detector never
+blocks keep-alives, and one thread owns the engine (no locks in the core).
 
-Durability (DESIGN.md §4): every event the engine emits is committed to the SQLite outbox before it
-is published, and deleted only on PUBACK. Right after an alert event is committed the engine is
-checkpointed, so a restart neither re-opens an alert under a new id nor reuses an ``event_seq``.
+Flow control (DESIGN.md §4, issue 13). A QoS 1 message is acknowledged to the broker only after
+the loop pass that handled it has stored what it produced in the outbox, in arrival order. The
+client announces ``mqtt.receive_maximum`` (MQTT 5 flow control), so the broker never has more
+than that many unacknowledged messages in flight to us: a detector that cannot keep up slows
+intake, and the rest waits in the broker's session queue (``max_queued_messages`` in Mosquitto),
+never in a buffer that could overflow after PUBACK. QoS 0 telemetry has neither acknowledgement
+nor flow control: once ``inbound_queue_max`` messages wait, further ones are dropped and counted
+(``pdm_agent_messages_dropped_total{reason="queue_full"}``). Both are the ``backpressure``
+condition in metrics and in the gateway status.
+
+Durability. Alert events are committed to the outbox (and its alert ledger) before they are
+published and deleted after PUBACK, the deletes batched per loop pass. When the disk refuses
+writes they are held in memory, published from there, and written when it recovers. Model state
+is checkpointed per asset, changed assets only, every ``checkpoint_interval_s`` and at shutdown:
+the loop serialises a few assets per pass (:data:`_SLICE_S`) and a writer thread writes them.
+On start nothing is unpickled up front: an asset is restored on its first message, the others a
+slice per pass in the background; the outbox's ledger then brings each alert's track up to its
+newest event, so a ``kill -9`` between two checkpoints neither re-opens an alert under a new id
+nor reuses an ``event_seq``.
+
+No single message stops the agent: an exception while processing a valid message is caught,
+counted and the message dead-lettered as ``processing_failed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent import checkpoint, keyfiles
+from edge_agent.checkpoint import AssetKey, CheckpointRefused, CheckpointStore, CheckpointWriter
 from edge_agent.commands import sign_alert
 from edge_agent.config import AgentSettings
-from edge_agent.doctor import health
-from edge_agent.engine import DetectionEngine
-from edge_agent.errors import CheckpointError, OutboxError
-from edge_agent.ingest import CommandReceived, IngestCounters, IngestResult, Rejected, ingest
-from edge_agent.metrics import AgentMetrics
-from edge_agent.outbox import Outbox, OutboxEntry
+from edge_agent.doctor import CHECKPOINT_DIR, CHECKPOINT_STORE, OUTBOX_FILE
+from edge_agent.doctor import health as local_checks
+from edge_agent.engine import MODEL_VERSION, DetectionEngine
+from edge_agent.errors import CheckpointError
+from edge_agent.ingest import CommandReceived, IngestCounters, Rejected, ingest
+from edge_agent.metrics import AgentMetrics, AssetGauges
+from edge_agent.outbox import AlertRef, Outbox, OutboxEntry
 from pdm_common import __version__
-from pdm_common.contracts import AlertEvent, AssetState, GatewayStatus, Severity
+from pdm_common.contracts import AlertEvent, AssetState, DeadLetter, GatewayStatus, Severity
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.metrics import MetricsServer, start_metrics_server
@@ -39,17 +64,26 @@ from pdm_common.settings import config_hash
 from pdm_common.systemd import Liveness, Notifier, Watchdog
 from pdm_common.topics import AssetChannel, Topics
 
-__all__ = ["CHECKPOINT_FILE", "OUTBOX_FILE", "RELOADABLE", "EdgeAgent"]
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_FILE", "OUTBOX_FILE", "RELOADABLE", "EdgeAgent"]
 
 _log = get_logger(__name__)
 
-OUTBOX_FILE = "outbox.sqlite3"
-CHECKPOINT_FILE = "checkpoints/engine.ckpt"
+CHECKPOINT_FILE = f"{CHECKPOINT_DIR}/{CHECKPOINT_STORE}"
+_LEGACY_CHECKPOINT = f"{CHECKPOINT_DIR}/engine.ckpt"
 
 _POLL_S = 0.2
 """Longest the main loop blocks on an empty queue: bounds shutdown latency and timer jitter."""
 _BATCH_MAX = 500
-"""Messages handled per loop pass before the loop publishes and checks timers again."""
+"""Messages handled per loop pass before the loop stores, acknowledges, publishes and checks timers."""
+_SLICE_S = 0.005
+"""Main-loop time per pass spent serialising checkpoints or restoring assets (about ten assets):
+short enough not to show in ingest → alert latency (target p99 < 50 ms)."""
+_SHUTDOWN_SAVE_S = 20.0
+"""Longest shutdown waits for the last checkpoint write; the unit's TimeoutStopSec covers it."""
+_BACKPRESSURE_CLEAR_S = 10.0
+"""The backpressure condition clears after this long without a full window or a dropped sample (no flapping)."""
+_REFUSED_RETRY_S = 30.0
+"""A publish the broker refused (ACL, quota) is retried after this long; the window slot is freed at once."""
 _MQTT_STALL_S = 20.0
 """The network thread stamps its heartbeat every 0.5 s, also while backing off; a blocking TCP or TLS
 connect may take paho's 5 s connect timeout. 20 s without a stamp means it is wedged."""
@@ -61,6 +95,28 @@ RELOADABLE = frozenset({"detection", "status_interval_s", "checkpoint_interval_s
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class _Condition:
+    """A degraded state: one log line when it starts (with the fix), one when it clears, and a gauge."""
+
+    def __init__(self, name: str, metrics: AgentMetrics, action: str) -> None:
+        self.name = name
+        self.detail: str | None = None
+        self._gauge = metrics.conditions[name]
+        self._action = action
+
+    def set(self, detail: str) -> None:
+        if self.detail is None:
+            _log.error("agent.degraded", condition=self.name, detail=detail[:300], action=self._action)
+            self._gauge.set(1)
+        self.detail = detail
+
+    def clear(self) -> None:
+        if self.detail is not None:
+            _log.info("agent.recovered", condition=self.name, was=self.detail[:300])
+            self._gauge.set(0)
+        self.detail = None
 
 
 class EdgeAgent:
@@ -87,17 +143,20 @@ class EdgeAgent:
         self.topics = Topics(settings.mqtt.topic_prefix)
         self.counters = IngestCounters()
         self.metrics = metrics or AgentMetrics()
-        self.queue_dropped = 0
+        self.dropped: dict[str, int] = {"queue_full": 0, "shutdown": 0}
+        self.processing_failures = 0
         self._clock = clock
         self._notifier = notifier or Notifier({})
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._reload_source = reload_source
-        self._inbound: queue.Queue[InboundMessage] = queue.Queue(maxsize=settings.inbound_queue_max)
+        self._inbound: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._refusals: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self._reconnected = threading.Event()
-        self._in_flight: dict[int, int] = {}  # MQTT mid -> outbox row id
-        self._publishing: set[int] = set()  # outbox row ids handed to paho
+        self._in_flight: dict[int, int] = {}  # MQTT mid -> outbox id
+        self._cursor = 0  # outbox ids up to here were handed to the broker on this connection
+        self._retry_at: dict[int, float] = {}  # refused outbox id -> monotonic time to try again
         self._event_time: datetime | None = None
         self._status_topic = self.topics.gateway_status(settings.site, settings.gateway)
         self._config_hash = config_hash(settings)
@@ -110,18 +169,47 @@ class EdgeAgent:
         """Where the metrics endpoint is (or was) served; with ``port = 0`` the port is picked at start."""
         self.commands = keyfiles.command_gate(settings)
         self.signer = keyfiles.alert_signer(settings)
+        m = self.metrics
+        self._backpressure = _Condition(
+            "backpressure", m, "the detector cannot keep up: intake is slowed (QoS 1) or QoS 0 samples are dropped; "
+            "lower the sample rate, split the gateway, or raise inbound_queue_max for QoS 0")
+        self._outbox_disk = _Condition(
+            "outbox_disk", m, "free disk space or make the state directory writable; alert events are kept in memory "
+            "(bounded) and published meanwhile")
+        self._checkpoint_disk = _Condition(
+            "checkpoint_disk", m, "free disk space, make the state directory writable, or remove whatever is at "
+            f"{settings.state_dir / CHECKPOINT_DIR} so it can be a directory; models are kept in memory and "
+            "re-warm only if the agent restarts meanwhile")
+        self._publish_refused = _Condition(
+            "publish_refused", m, "the broker refused publishes: check its ACL lets this gateway write its site's "
+            "alert/state topics, and its quotas")
 
         state_dir = settings.state_dir
-        (state_dir / CHECKPOINT_FILE).parent.mkdir(parents=True, exist_ok=True)
-        self.checkpoint_path: Path = state_dir / CHECKPOINT_FILE
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _log.error("agent.state_dir_unusable", path=str(state_dir), error=str(exc),
+                       action="create the state directory writable by the agent (the unit's StateDirectory=)")
         self.outbox = Outbox(state_dir / OUTBOX_FILE, max_rows=settings.outbox_max_rows)
-        restored = checkpoint.load(self.checkpoint_path, agent_version=__version__)
-        if restored is not None and restored.settings != settings.detection:
-            # Thresholds may change between runs; learned baselines and open alerts are kept.
-            restored.reconfigure(settings.detection)
-        self.engine: DetectionEngine = restored or DetectionEngine(
-            settings.detection, gateway=settings.gateway, agent_version=__version__
-        )
+        m.outbox_salvaged.inc(self.outbox.salvaged)
+        m.outbox_lost.inc(self.outbox.lost)
+        self.engine = DetectionEngine(settings.detection, gateway=settings.gateway, agent_version=__version__)
+        self.checkpoint_path: Path = state_dir / CHECKPOINT_FILE
+        self._checkpoints: CheckpointStore | None = None
+        self._writer: CheckpointWriter | None = None
+        self._unrestored: dict[AssetKey, None] = {}  # insertion-ordered set
+        self._orphans: dict[AssetKey, list[AlertEvent]] = {}  # ledger events of assets not held yet
+        self._round: deque[AssetKey] = deque()
+        self._round_started: float | None = None
+        self._round_batches = 0
+        self._open_checkpoints()
+        self._reconcile_ledger()
+        self._asset_seen: dict[AssetKey, datetime] = {}
+        self._window_full = False
+        self._dropped_seen = 0
+        self._pressed_at = 0.0
+        self._mirrored: dict[str, int] = {}
+        self._asset_gauges: dict[AssetKey, tuple[float, float]] = {}  # health score, warm-up
         self.mqtt = MqttClient(
             settings.mqtt,
             client_id=settings.mqtt.client_id or f"pdm-edge-agent-{settings.gateway}",
@@ -132,6 +220,8 @@ class EdgeAgent:
             on_message=self._enqueue,
             on_connect=self._reconnected.set,
             on_publish_ack=self._acks.put,
+            on_publish_refused=lambda mid, reason: self._refusals.put((mid, reason)),
+            defer_ack=True,
             will=WillMessage(self._status_topic, self._status_payload("offline")),
             birth=WillMessage(self._status_topic, self._status_payload("online")),
         )
@@ -149,7 +239,8 @@ class EdgeAgent:
         """Serve metrics and connect to the broker in the background."""
         _log.info("agent.starting", gateway=self.settings.gateway, site=self.settings.site, version=__version__,
                   config_hash=self._config_hash, state_dir=str(self.settings.state_dir),
-                  assets_restored=len(self.engine.asset_states()), pending_events=len(self.outbox))
+                  assets_checkpointed=len(self._unrestored) + len(self.engine.asset_keys()),
+                  pending_events=len(self.outbox))
         if self.settings.metrics.enabled:
             self._metrics_server = start_metrics_server(
                 self.metrics.registry, host=self.settings.metrics.host, port=self.settings.metrics.port
@@ -208,7 +299,9 @@ class EdgeAgent:
         self._timers()
         self._apply_acks()
         self._publish_pending()
-        self.metrics.mqtt_connected.set(1 if self.mqtt.is_connected else 0)
+        self.outbox.commit()
+        self._checkpoint_slice()
+        self._restore_slice()
         return handled
 
     def idle(self) -> bool:
@@ -220,19 +313,44 @@ class EdgeAgent:
 
         Every step runs even when an earlier one failed (each failure is one log line), and the
         metrics endpoint closes in parallel: its serving thread polls for shutdown twice a second.
+        QoS 1 messages still queued are not acknowledged, so the broker delivers them again after
+        the restart; QoS 0 ones are counted as dropped.
         """
         server, self._metrics_server = self._metrics_server, None
         closing = threading.Thread(target=server.close, name="metrics-close") if server is not None else None
         if closing is not None:
             closing.start()
-        self._shutdown_step("checkpoint", self._save_checkpoint)
+        self._shutdown_step("inbound", self._discard_inbound)
+        self._shutdown_step("checkpoint", self._save_all)
         self._shutdown_step("status", self._say_offline)
         self._shutdown_step("mqtt", self.mqtt.stop)
-        self._shutdown_step("outbox", self.outbox.close)
+        self._shutdown_step("outbox", self._close_outbox)
+        if self._writer is not None:
+            self._shutdown_step("checkpoint_writer", self._writer.close)
         if closing is not None:
             closing.join()
         _log.info("agent.stopped", received=self.counters.received, valid=self.counters.valid,
-                  dead_lettered=self.counters.dead_lettered, queue_dropped=self.queue_dropped)
+                  dead_lettered=self.counters.dead_lettered, dropped=sum(self.dropped.values()),
+                  processing_failures=self.processing_failures)
+
+    def now(self) -> datetime:
+        """The agent's notion of now: wall clock, or the newest telemetry time with ``clock = "telemetry"``."""
+        if self.settings.clock == "telemetry":
+            return self._event_time or self._clock()
+        return self._clock()
+
+    def health(self) -> dict[str, str]:
+        """The agent's own runtime conditions, ``ok`` or what is degraded (part of the gateway status)."""
+        return {
+            "intake": self._verdict(self._backpressure),
+            "outbox_writes": self._verdict(self._outbox_disk),
+            "checkpoint_writes": self._verdict(self._checkpoint_disk),
+            "publishing": self._verdict(self._publish_refused),
+        }
+
+    @staticmethod
+    def _verdict(condition: _Condition) -> str:
+        return "ok" if condition.detail is None else f"degraded: {condition.detail}"[:200]
 
     @staticmethod
     def _shutdown_step(name: str, step: Callable[[], None]) -> None:
@@ -242,6 +360,16 @@ class EdgeAgent:
             _log.error("agent.shutdown_step_failed", step=name, error=f"{type(exc).__name__}: {exc}",
                        action="report this with the log; state on disk is kept")
 
+    def _discard_inbound(self) -> None:
+        while True:
+            try:
+                msg = self._inbound.get_nowait()
+            except queue.Empty:
+                return
+            if msg.qos == 0:
+                self.dropped["shutdown"] += 1
+                self.metrics.dropped.labels(reason="shutdown").inc()
+
     def _say_offline(self) -> None:
         if not self.mqtt.is_connected:
             return
@@ -250,11 +378,9 @@ class EdgeAgent:
         except MqttNotConnected:
             _log.warning("agent.status_not_published", status="offline")
 
-    def now(self) -> datetime:
-        """The agent's notion of now: wall clock, or the newest telemetry time with ``clock = "telemetry"``."""
-        if self.settings.clock == "telemetry":
-            return self._event_time or self._clock()
-        return self._clock()
+    def _close_outbox(self) -> None:
+        self._apply_acks()
+        self.outbox.close()
 
     def _reload_now(self) -> None:
         if self._reload_source is None:
@@ -272,61 +398,90 @@ class EdgeAgent:
     # --- network thread -------------------------------------------------------------------------
 
     def _enqueue(self, msg: InboundMessage) -> None:
-        try:
-            self._inbound.put_nowait(msg)
-        except queue.Full:
-            self.queue_dropped += 1
-            if self.queue_dropped == 1 or self.queue_dropped % 1000 == 0:
-                _log.warning("ingest.queue_full", dropped=self.queue_dropped, capacity=self._inbound.maxsize,
-                             action="the detector cannot keep up: lower the sample rate or raise inbound_queue_max")
+        # QoS 1 is bounded by the broker's in-flight window (receive_maximum): always taken. QoS 0
+        # has no flow control: beyond the bound it is dropped here, counted, never silently.
+        if msg.qos == 0 and self._inbound.qsize() >= self.settings.inbound_queue_max:
+            self.dropped["queue_full"] += 1
+            self.metrics.dropped.labels(reason="queue_full").inc()
+            return
+        self._inbound.put(msg)
 
-    # --- main loop ------------------------------------------------------------------------------
+    # --- main loop: inbound ---------------------------------------------------------------------
 
     def _drain_inbound(self, timeout_s: float) -> int:
         try:
-            msg = self._inbound.get(timeout=timeout_s)
+            first = self._inbound.get(timeout=timeout_s)
         except queue.Empty:
             return 0
-        outputs: list[AlertEvent | AssetState] = []
-        handled = 0
-        while True:
-            outputs += self._handle(ingest(self.topics, msg.topic, msg.payload, msg.received_at))
-            handled += 1
-            if handled >= _BATCH_MAX:
-                break
+        if self.mqtt.unacknowledged >= self.settings.mqtt.receive_maximum:
+            self._window_full = True  # the broker has stopped sending: intake waits for us
+        batch = [first]
+        while len(batch) < _BATCH_MAX:
             try:
-                msg = self._inbound.get_nowait()
+                batch.append(self._inbound.get_nowait())
             except queue.Empty:
                 break
+        outputs: list[AlertEvent | AssetState] = []
+        for msg in batch:
+            outputs += self._handle(msg)
         self._store(outputs)
-        return handled
+        # Stored (on disk, or held in memory while the disk refuses): now the broker may forget them.
+        for msg in batch:
+            self.mqtt.ack(msg)
+        return len(batch)
 
-    def _handle(self, result: IngestResult) -> list[AlertEvent | AssetState]:
+    def _handle(self, msg: InboundMessage) -> list[AlertEvent | AssetState]:
+        result = ingest(self.topics, msg.topic, msg.payload, msg.received_at)
         self.counters.count(result)
-        m = self.metrics.ingest
+        m = self.metrics
         if isinstance(result, Rejected):
-            m.received.labels(channel="unknown").inc()
-            m.dead_lettered.labels(reason=result.letter.reason).inc()
-            self._dead_letter(result)
+            m.unknown_received.inc()
+            m.ingest.dead_lettered.labels(reason=result.letter.reason).inc()
+            self._dead_letter(result.topic, result.letter)
             return []
-        if isinstance(result, CommandReceived):
-            m.received.labels(channel="cmd").inc()
-            gated = self.commands.apply(result, self.engine, now=self.now(), wall_s=self._clock().timestamp())
-            if gated.rejected is not None:
-                m.dead_lettered.labels(reason=gated.rejected.letter.reason).inc()
-                self._dead_letter(gated.rejected)
-            else:
-                m.valid.labels(channel="cmd").inc()
-            return gated.events
-        tel = result.telemetry
-        m.received.labels(channel="telemetry").inc()
-        m.valid.labels(channel="telemetry").inc()
-        if self._event_time is None or tel.ts > self._event_time:
-            self._event_time = tel.ts
-        started = time.perf_counter()
-        out = self.engine.process(tel, tel.ts)
-        self.metrics.detector_latency.observe(time.perf_counter() - started)
-        return out
+        try:
+            if isinstance(result, CommandReceived):
+                m.command_received.inc()
+                self._ensure_restored((result.site, result.asset))
+                gated = self.commands.apply(result, self.engine, now=self.now(), wall_s=self._clock().timestamp())
+                if gated.rejected is not None:
+                    m.ingest.dead_lettered.labels(reason=gated.rejected.letter.reason).inc()
+                    self._dead_letter(gated.rejected.topic, gated.rejected.letter)
+                else:
+                    m.command_valid.inc()
+                return gated.events
+            tel = result.telemetry
+            m.telemetry_received.inc()
+            m.telemetry_valid.inc()
+            key = (tel.site, tel.asset)
+            if self._unrestored:
+                self._ensure_restored(key)
+            self._asset_seen[key] = msg.received_at
+            if self._event_time is None or tel.ts > self._event_time:
+                self._event_time = tel.ts
+            started = time.perf_counter()
+            out = self.engine.process(tel, tel.ts)
+            m.detector_latency.observe(time.perf_counter() - started)
+            if self._orphans and key in self._orphans:
+                self._adopt_orphans(key)
+            return out
+        except Exception as exc:  # issue 16: no single message may stop the agent
+            self._processing_failed(msg, exc)
+            return []
+
+    def _processing_failed(self, msg: InboundMessage, exc: Exception) -> None:
+        self.processing_failures += 1
+        self.metrics.processing_failed.inc()
+        self.metrics.ingest.dead_lettered.labels(reason="processing_failed").inc()
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ is not None else None
+        where = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}" if frame is not None else "?"
+        detail = f"{type(exc).__name__}: {exc}"[:400]
+        _log.error("telemetry.processing_failed", topic=msg.topic[:200], error=detail, where=where,
+                   failures=self.processing_failures,
+                   action="the message was dead-lettered and the agent carries on; report it with the dead letter")
+        letter = DeadLetter.build(reason="processing_failed", detail=detail, topic=msg.topic, payload=msg.payload,
+                                  received_at=msg.received_at)
+        self._dead_letter(self.topics.deadletter_for(msg.topic), letter)
 
     def _store(self, outputs: Iterable[AlertEvent | AssetState]) -> None:
         entries: list[OutboxEntry] = []
@@ -336,95 +491,87 @@ class EdgeAgent:
                 alerts = True
                 topic = self.topics.asset(ev.site, ev.asset, AssetChannel.ALERT)
                 signed = sign_alert(ev, self.signer, int(self._clock().timestamp()))
-                entries.append(OutboxEntry(topic, signed.to_json(), 1, False, ev.event.value))
+                entries.append(OutboxEntry(topic, signed.to_json(), 1, False, ev.event.value,
+                                           AlertRef(ev.alert_id, ev.site, ev.asset, ev.event_seq)))
                 _log.info("alert.event", alert_id=ev.alert_id, alert_event=ev.event.value, event_seq=ev.event_seq,
                           severity=ev.severity.value, fault=ev.probable_fault.code)
             else:
-                self.metrics.warmup.labels(asset=ev.asset).set(ev.warmup_progress)
+                self._asset_gauges[(ev.site, ev.asset)] = (ev.health_score, ev.warmup_progress)
                 topic = self.topics.asset(ev.site, ev.asset, AssetChannel.STATE)
                 entries.append(OutboxEntry(topic, ev.to_json(), 1, True, "state"))
         if not entries:
             return
-        try:
-            self.outbox.put_many(entries)
-        except OutboxError as exc:
-            _log.error("outbox.write_failed", error=str(exc), events=len(entries),
-                       action="check disk space and the state directory; events are kept in the checkpoint state")
-            return
+        self.outbox.put_many(entries)
         if alerts:
-            self._save_checkpoint()
             counts: dict[Severity, int] = {}
-            for ev in self.engine.open_alerts():
-                counts[ev.severity] = counts.get(ev.severity, 0) + 1
+            for alert in self.engine.open_alerts():
+                counts[alert.severity] = counts.get(alert.severity, 0) + 1
             self.metrics.set_open_alerts(counts)
+
+    def _dead_letter(self, topic: str, letter: DeadLetter) -> None:
+        _log.info("telemetry.dead_lettered", reason=letter.reason, topic=letter.topic[:200], detail=letter.detail[:200])
+        try:
+            # QoS 0 by contract (DESIGN.md §2): dead letters are diagnostics, not alerts.
+            self.mqtt.publish(topic, letter.to_json(), qos=0)
+        except MqttNotConnected:
+            _log.warning("deadletter.not_published", reason=letter.reason,
+                         action="broker unreachable; the refusal is counted in metrics")
+
+    # --- main loop: timers, health --------------------------------------------------------------
 
     def _timers(self) -> None:
         mono = time.monotonic()
         if mono >= self._next_tick:
             self._next_tick = mono + 1.0
             self._store(self.engine.tick(self.now()))
-            # Once a second, not every loop pass: two queries the hot path need not pay for.
-            self.metrics.outbox.observe(len(self.outbox), self.outbox.oldest_age_s())
+            self._observe()
         if mono >= self._next_checkpoint:
             self._next_checkpoint = mono + self.settings.checkpoint_interval_s
-            self._save_checkpoint()
+            self._begin_round()
         if mono >= self._next_status and self.mqtt.is_connected:
             self._next_status = mono + self.settings.status_interval_s
             self._publish_status()
 
-    def _apply_acks(self) -> None:
-        while True:
-            try:
-                mid = self._acks.get_nowait()
-            except queue.Empty:
-                break
-            row = self._in_flight.pop(mid, None)
-            if row is None:
-                continue  # an ack for a status publish or for a copy sent before a reconnect
-            self._publishing.discard(row)
-            try:
-                self.outbox.ack(row)
-            except OutboxError as exc:
-                _log.error("outbox.ack_failed", row=row, error=str(exc), action="check the state directory")
-
-    def _publish_pending(self) -> None:
-        if self._reconnected.is_set():
-            # After a reconnect nothing in flight can be trusted to arrive: send everything again.
-            # Receivers drop repeats by (alert_id, event_seq); retained state is idempotent.
-            self._reconnected.clear()
-            self._in_flight.clear()
-            self._publishing.clear()
-        if not self.mqtt.is_connected:
-            return
-        window = self.settings.publish_window - len(self._publishing)
-        if window <= 0:
-            return
-        for item in self.outbox.pending(window + len(self._publishing)):
-            if item.id in self._publishing:
-                continue
-            try:
-                mid = self.mqtt.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
-            except MqttNotConnected:
-                return
-            self._in_flight[mid] = item.id
-            self._publishing.add(item.id)
-
-    def _save_checkpoint(self) -> None:
-        try:
-            checkpoint.save(self.checkpoint_path, self.engine)
-        except CheckpointError as exc:
-            _log.error("checkpoint.save_failed", error=str(exc),
-                       action="check disk space; after a restart the models would re-warm")
-
-    def _dead_letter(self, rejected: Rejected) -> None:
-        _log.info("telemetry.dead_lettered", reason=rejected.letter.reason, topic=rejected.letter.topic[:200],
-                  detail=rejected.letter.detail[:200])
-        try:
-            # QoS 0 by contract (DESIGN.md §2): dead letters are diagnostics, not alerts.
-            self.mqtt.publish(rejected.topic, rejected.letter.to_json(), qos=0)
-        except MqttNotConnected:
-            _log.warning("deadletter.not_published", reason=rejected.letter.reason,
-                         action="broker unreachable; the refusal is counted in metrics")
+    def _observe(self) -> None:
+        """Once a second: gauges and degraded conditions (two SQL queries the hot path need not pay for)."""
+        m = self.metrics
+        m.mqtt_connected.set(1 if self.mqtt.is_connected else 0)
+        m.outbox.observe(len(self.outbox), self.outbox.oldest_age_s())
+        # The outbox keeps totals; the counters follow them.
+        for kind, n in self.outbox.dropped.items():
+            m.outbox.dropped.labels(event=kind).inc(n - self._mirrored.get(kind, 0))
+            self._mirrored[kind] = n
+        m.outbox_write_failures.inc(self.outbox.write_failures - self._mirrored.get("write_failures", 0))
+        self._mirrored["write_failures"] = self.outbox.write_failures
+        state = self.outbox.health
+        m.outbox_in_memory.set(state.in_memory)
+        if state.ok:
+            self._outbox_disk.clear()
+        else:
+            self._outbox_disk.set(f"{state.in_memory} events in memory; {state.write_error or 'retrying'}")
+        depth = self._inbound.qsize()
+        m.inbound_depth.set(depth)
+        dropped = sum(self.dropped.values())
+        if self._window_full or dropped > self._dropped_seen:
+            self._pressed_at = time.monotonic()
+            self._backpressure.set(
+                f"flow-control window ({self.settings.mqtt.receive_maximum}) full" if self._window_full
+                else f"{dropped - self._dropped_seen} QoS 0 samples dropped in the last second")
+        elif time.monotonic() - self._pressed_at >= _BACKPRESSURE_CLEAR_S:
+            self._backpressure.clear()
+        self._window_full, self._dropped_seen = False, dropped
+        m.checkpoint_assets.set(len(self._round))
+        known = self.engine.asset_keys()
+        seen, gauges = self._asset_seen, self._asset_gauges
+        if len(seen) > len(known) or len(gauges) > len(known):  # assets the engine refused or dropped
+            held_keys = set(known)
+            self._asset_seen = {k: v for k, v in seen.items() if k in held_keys}
+            self._asset_gauges = {k: v for k, v in gauges.items() if k in held_keys}
+        m.assets.publish({
+            key: AssetGauges(g[0] if (g := self._asset_gauges.get(key)) else None, g[1] if g else None,
+                             s.timestamp() if (s := self._asset_seen.get(key)) else None)
+            for key in known
+        })
 
     def _publish_status(self) -> None:
         try:
@@ -433,11 +580,220 @@ class EdgeAgent:
             return
 
     def _status_payload(self, status: str) -> bytes:
+        checks = {**local_checks(self.settings, now=self._clock()), **self.health()} if status == "online" else {}
         return GatewayStatus(
             status="online" if status == "online" else "offline",
             gateway=self.settings.gateway,
             version=__version__,
             config_hash=self._config_hash,
             ts=self._clock(),
-            health=health(self.settings, now=self._clock()) if status == "online" else {},
+            health=checks,
         ).to_json()
+
+    # --- main loop: publishing ------------------------------------------------------------------
+
+    def _apply_acks(self) -> None:
+        while True:
+            try:
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            row = self._in_flight.pop(mid, None)
+            if row is not None:  # None: an ack for a status publish or for a copy sent before a reconnect
+                self.outbox.ack(row)
+                self._retry_at.pop(row, None)
+        while True:
+            try:
+                mid, reason = self._refusals.get_nowait()
+            except queue.Empty:
+                break
+            row = self._in_flight.pop(mid, None)
+            self.metrics.publish_refused.labels(reason=reason[:64]).inc()
+            self._publish_refused.set(f"broker refused publishes: {reason}")
+            if row is not None:
+                # Free the window slot now; the event stays in the outbox and is tried again later.
+                self._retry_at[row] = time.monotonic() + _REFUSED_RETRY_S
+
+    def _publish_pending(self) -> None:
+        if self._reconnected.is_set():
+            # After a reconnect nothing in flight can be trusted to arrive: send everything again.
+            # Receivers drop repeats by (alert_id, event_seq); retained state is idempotent.
+            self._reconnected.clear()
+            self._in_flight.clear()
+            self._cursor = 0
+        if not self.mqtt.is_connected:
+            return
+        room = self.settings.publish_window - len(self._in_flight)
+        if room <= 0:
+            return
+        if self._retry_at:
+            room = self._retry_refused(room)
+        if room <= 0 or self._cursor >= self.outbox.last_id:
+            return
+        for item in self.outbox.pending(room, after=self._cursor):
+            self._cursor = item.id
+            if item.id in self._retry_at:
+                continue  # refused recently; _retry_refused sends it when due
+            try:
+                mid = self.mqtt.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+            except MqttNotConnected:
+                return
+            self._in_flight[mid] = item.id
+
+    def _retry_refused(self, room: int) -> int:
+        now = time.monotonic()
+        due = sorted(row for row, at in self._retry_at.items() if at <= now)[:room]
+        for row in due:
+            del self._retry_at[row]
+            items = self.outbox.pending(1, after=row - 1)
+            if not items or items[0].id != row:
+                continue  # acknowledged meanwhile, or dropped by the bound
+            item = items[0]
+            try:
+                mid = self.mqtt.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
+            except MqttNotConnected:
+                self._retry_at[row] = now
+                return 0
+            self._in_flight[mid] = row
+            room -= 1
+        if not self._retry_at:
+            self._publish_refused.clear()
+        return room
+
+    # --- checkpoints ----------------------------------------------------------------------------
+
+    def _open_checkpoints(self) -> None:
+        """Open the per-asset store (on start, and again at each interval while it is unusable)."""
+        directory = self.settings.state_dir / CHECKPOINT_DIR
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if not directory.is_dir():
+                raise CheckpointError(f"{directory} exists and is not a directory")
+            store = CheckpointStore(self.checkpoint_path, model_version=MODEL_VERSION, agent_version=__version__)
+        except (OSError, CheckpointError) as exc:
+            self._checkpoint_disk.set(f"checkpoints unavailable: {exc}")
+            return
+        self._checkpoints = store
+        self._writer = CheckpointWriter(store)
+        self._checkpoint_disk.clear()
+        legacy = self.settings.state_dir / _LEGACY_CHECKPOINT
+        if legacy.exists():
+            # Format 1 was an unrestricted pickle of the whole engine: loading it could run code.
+            with contextlib.suppress(OSError):
+                legacy.replace(legacy.with_name(legacy.name + ".format1"))
+            _log.warning("checkpoint.legacy_ignored", path=str(legacy),
+                         action="assets re-warm once; the old file was renamed *.format1 and can be deleted")
+        known = set(self.engine.asset_keys())
+        self._unrestored.update(dict.fromkeys(k for k in store.asset_keys() if k not in known))
+
+    def _ensure_restored(self, key: AssetKey) -> None:
+        if key in self._unrestored:
+            del self._unrestored[key]
+            self._restore(key)
+
+    def _restore(self, key: AssetKey) -> None:
+        assert self._checkpoints is not None  # keys come from the store
+        try:
+            stored = self._checkpoints.load(key)
+            self.engine.restore(key, checkpoint.decode(stored.state, self.engine.shared_refs()))
+        except (CheckpointRefused, TypeError) as exc:
+            self.metrics.checkpoint_failures.labels(operation="restore").inc()
+            _log.error("checkpoint.asset_refused", site=key[0], asset=key[1], reason=str(exc)[:300],
+                       action="this asset re-warms from scratch; its open alerts are kept (outbox ledger)")
+            self._checkpoints.delete([key])
+        if key in self._orphans:
+            self._adopt_orphans(key)
+
+    def _restore_slice(self) -> None:
+        if not self._unrestored:
+            return
+        deadline = time.perf_counter() + _SLICE_S
+        while self._unrestored and time.perf_counter() < deadline:
+            key = next(iter(self._unrestored))
+            del self._unrestored[key]
+            self._restore(key)
+
+    def _reconcile_ledger(self) -> None:
+        """Bring every alert track up to the newest event the outbox ledger holds for it."""
+        adopted = 0
+        for record in self.outbox.alerts():
+            try:
+                ev = AlertEvent.from_json(record.payload, max_bytes=1 << 20)
+            except Exception as exc:  # a ledger row the contract refuses: skip it, keep the others
+                _log.warning("outbox.ledger_row_refused", alert_id=record.alert_id[:200], error=str(exc)[:200])
+                continue
+            key = (ev.site, ev.asset)
+            self._ensure_restored(key)
+            if self.engine.adopt(ev):
+                adopted += 1
+            elif key not in self.engine.asset_keys():
+                self._orphans.setdefault(key, []).append(ev)
+        if adopted:
+            _log.info("checkpoint.alerts_caught_up", alerts=adopted,
+                      detail="alert events newer than the checkpoint were taken from the outbox ledger")
+
+    def _adopt_orphans(self, key: AssetKey) -> None:
+        if key not in self.engine.asset_keys():
+            return
+        for ev in self._orphans.pop(key, []):
+            self.engine.adopt(ev)
+
+    def _begin_round(self) -> None:
+        if self._checkpoints is None:
+            self._open_checkpoints()
+            if self._checkpoints is None:
+                return
+        if self._round:
+            return  # the previous round is still being serialised: its assets stay queued
+        dirty = self.engine.take_dirty()
+        if dirty:
+            self._round.extend(dirty)
+            self._round_started = time.perf_counter()
+
+    def _checkpoint_slice(self, budget_s: float = _SLICE_S) -> None:
+        if self._writer is not None:
+            for done in self._writer.results():
+                self._saved(done)
+        if not self._round or self._writer is None:
+            return
+        deadline = time.perf_counter() + budget_s
+        batch: list[tuple[AssetKey, bytes, int]] = []
+        refs = self.engine.shared_refs()
+        mark = self.outbox.last_id
+        while self._round and time.perf_counter() < deadline:
+            key = self._round.popleft()
+            state = self.engine.snapshot(key)
+            if state is not None:
+                batch.append((key, checkpoint.encode(state, refs), mark))
+        if batch:
+            self._round_batches += 1
+            self._writer.submit(batch)
+
+    def _saved(self, done: checkpoint.SavedBatch) -> None:
+        self._round_batches -= 1
+        keys = [key for key, _mark in done.items]
+        if done.error is not None:
+            self.metrics.checkpoint_failures.labels(operation="save").inc()
+            self.engine.mark_dirty(keys)
+            self._checkpoint_disk.set(done.error)
+            return
+        self._checkpoint_disk.clear()
+        self.outbox.forget_resolved([(site, asset, mark) for (site, asset), mark in done.items])
+        if not self._round and self._round_batches == 0 and self._round_started is not None:
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - self._round_started)
+            self._round_started = None
+
+    def _save_all(self) -> None:
+        """At shutdown: serialise every changed asset now and wait for the writer."""
+        if self._checkpoints is None or self._writer is None:
+            return
+        queued = set(self._round)
+        self._round.extend(k for k in self.engine.take_dirty() if k not in queued)
+        if self._round_started is None:
+            self._round_started = time.perf_counter()
+        self._checkpoint_slice(budget_s=_SHUTDOWN_SAVE_S)
+        if not self._writer.flush(_SHUTDOWN_SAVE_S):
+            _log.error("checkpoint.shutdown_timeout", action="the disk is very slow; models resume from the "
+                       "previous checkpoint (minutes of learning lost, no re-warm)")
+        for done in self._writer.results():
+            self._saved(done)

@@ -6,15 +6,17 @@ See ``config/edge-agent.example.toml`` for every field with its meaning.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from edge_agent.commands import CommandSettings, SigningSettings
-from edge_agent.detection.settings import DetectionSettings
-from pdm_common.contracts import NAME_PATTERN
+from edge_agent.detection.settings import DETECTOR_NAMES, DetectionSettings
+from pdm_common.contracts import KIND_PATTERN, NAME_PATTERN
+from pdm_common.errors import ProfileError
 from pdm_common.logs import LogSettings
 from pdm_common.mqtt import MqttSettings
+from pdm_common.profiles import ProfileRegistry, parse_declarations
 from pdm_common.settings import ServiceSettings
 
 __all__ = ["AgentSettings", "LogSettings", "MetricsSettings"]
@@ -41,13 +43,16 @@ class AgentSettings(ServiceSettings):
     telemetry_qos: Literal[0, 1] = Field(1, description="QoS of the telemetry subscription")
     state_dir: Path = Field(Path("/var/lib/pdm-edge-agent"), description="outbox and checkpoints live here")
     inbound_queue_max: int = Field(
-        10_000, ge=100, le=1_000_000, description="messages buffered between the network thread and the detector"
+        10_000, ge=100, le=1_000_000,
+        description="QoS 0 telemetry buffered for the detector before more is dropped (counted); QoS 1 is bounded "
+        "by mqtt.receive_maximum instead and never dropped",
     )
     status_interval_s: float = Field(
         30.0, ge=1.0, le=3600.0, description="how often the retained gateway status (with health) is refreshed"
     )
     checkpoint_interval_s: float = Field(
-        300.0, ge=5.0, le=86_400.0, description="how often model state is checkpointed (also on every alert event)"
+        300.0, ge=5.0, le=86_400.0,
+        description="how often changed assets' model state is checkpointed (alert events are durable at once)",
     )
     outbox_max_rows: int = Field(
         10_000, ge=100, le=10_000_000, description="bound of the durable outbox; updated/state events drop first"
@@ -59,7 +64,30 @@ class AgentSettings(ServiceSettings):
         "wall", description='"wall" in production; "telemetry" makes time follow the samples (replays, simulators)'
     )
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    kinds: dict[Annotated[str, StringConstraints(pattern=KIND_PATTERN)], dict[str, Any]] = Field(
+        default_factory=dict,
+        description="machine kinds beyond heat_pump and pump (or additions to them): channels, operating "
+        "condition, faults, detector, per-asset channels; see config/edge-agent.example.toml [kinds]",
+    )
     commands: CommandSettings = Field(default_factory=CommandSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        try:
+            profiles = parse_declarations(value)
+        except ProfileError as exc:
+            raise ValueError(f"{exc}; fix the [kinds] table") from None
+        for name, profile in profiles.items():
+            named = [profile.detector] + [a.detector for a in profile.assets.values()]
+            for detector in named:
+                if detector is not None and detector not in DETECTOR_NAMES:
+                    raise ValueError(f"kinds.{name}: detector {detector!r} is not one of {', '.join(DETECTOR_NAMES)}")
+        return value
+
+    def profiles(self) -> ProfileRegistry:
+        """The built-in machine profiles plus (or extended by) the declared ``[kinds]``."""
+        return ProfileRegistry.with_declared(self.kinds)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pdm_common
 from edge_agent.config import AgentSettings
-from edge_agent.install import Layout
 from pdm_common.doctor import (
     Check,
     CheckResult,
@@ -30,6 +29,7 @@ from pdm_common.doctor import (
     credential_map,
     fail,
     health_summary,
+    installed_unit,
     mqtt_for_doctor,
     ok,
     run_checks,
@@ -38,11 +38,13 @@ from pdm_common.doctor import (
 )
 from pdm_common.mqtt import MqttSettings
 
-__all__ = ["add_parser", "agent_checks", "check_checkpoints", "credential_map_of", "directories", "health"]
+__all__ = ["add_parser", "agent_checks", "check_checkpoint_contents", "check_checkpoints", "credential_map_of",
+           "directories", "health"]
 
 UNIT = "pdm-edge-agent.service"
 OUTBOX_FILE = "outbox.sqlite3"
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_STORE = "assets.sqlite3"
 _PARTIAL_SUFFIXES = (".tmp", ".partial")
 
 
@@ -51,7 +53,8 @@ def check_checkpoints(directory: Path) -> CheckResult:
     if not directory.is_dir():
         return ok("checkpoints", f"{directory} not created yet (models start warming up)")
     files = sorted(p for p in directory.iterdir() if p.is_file())
-    empty = [p.name for p in files if p.stat().st_size == 0]
+    # SQLite's -wal and -shm companions are legitimately empty between writes.
+    empty = [p.name for p in files if p.stat().st_size == 0 and not p.name.endswith(("-wal", "-shm"))]
     partial = [p.name for p in files if p.suffix in _PARTIAL_SUFFIXES]
     if empty:
         return fail("checkpoints", f"empty checkpoint files: {', '.join(empty[:5])}",
@@ -62,6 +65,23 @@ def check_checkpoints(directory: Path) -> CheckResult:
     return ok("checkpoints", f"{len(files)} checkpoint files in {directory}")
 
 
+def check_checkpoint_contents(path: Path) -> CheckResult:
+    """Every asset checkpoint would load (decoded the agent's restricted way; nothing in it runs)."""
+    from edge_agent.checkpoint import validate  # imports the detector's classes: doctor only, not health
+
+    report = validate(path)
+    if report.error is not None:
+        return fail("checkpoint_contents", report.error,
+                    f"stop the agent and move {path} aside; every asset re-warms")
+    if report.refused:
+        shown = "; ".join(f"{site}/{asset}: {why}" for (site, asset), why in report.refused[:3])
+        return warn("checkpoint_contents", f"{len(report.refused)} of {report.assets} asset checkpoints would be "
+                    f"refused ({shown})",
+                    "those assets re-warm on the next start; a refused reference to code means someone wrote to "
+                    "the state directory: check who can (it should be the agent's user only)")
+    return ok("checkpoint_contents", f"{report.assets} asset checkpoints load")
+
+
 def directories(settings: AgentSettings) -> list[tuple[str, Path]]:
     """Directories the agent writes: the state directory and its checkpoints."""
     return [("state_dir", settings.state_dir), ("state_dir", settings.state_dir / CHECKPOINT_DIR)]
@@ -69,7 +89,7 @@ def directories(settings: AgentSettings) -> list[tuple[str, Path]]:
 
 def credential_map_of(settings: AgentSettings, root: Path = Path("/")) -> dict[Path, Path]:
     """Configured credential paths → the installed unit's ``LoadCredential=`` sources."""
-    return credential_map(settings, UNIT, unit_credentials(root / Layout().unit))
+    return credential_map(settings, UNIT, unit_credentials(installed_unit(UNIT, root)))
 
 
 def _local_checks(settings: AgentSettings, now: datetime, mqtt: MqttSettings) -> list[tuple[str, Check]]:
@@ -95,7 +115,7 @@ def agent_checks(settings: AgentSettings, *, now: datetime, network: bool = True
         timeout_s: bound of each network probe.
         root: where the installed unit lives (its LoadCredential= sources map credential paths).
     """
-    mqtt = mqtt_for_doctor(settings.mqtt, UNIT, unit_credentials(root / Layout().unit))
+    mqtt = mqtt_for_doctor(settings.mqtt, UNIT, unit_credentials(installed_unit(UNIT, root)))
     resolve = credential_map_of(settings, root)
     checks: list[tuple[str, Check]] = [
         ("files", lambda: check_files(settings, directories=directories(settings), resolve=resolve))]
@@ -104,6 +124,8 @@ def agent_checks(settings: AgentSettings, *, now: datetime, network: bool = True
         checks.append(("credentials", lambda: check_secret_file("credentials.mqtt", password_file)))
     checks += _local_checks(settings, now, mqtt)
     checks.append(("outbox", lambda: check_sqlite("outbox", settings.state_dir / OUTBOX_FILE)))
+    checks.append(("checkpoint_contents",
+                   lambda: check_checkpoint_contents(settings.state_dir / CHECKPOINT_DIR / CHECKPOINT_STORE)))
     if network:
         client_id = f"{settings.mqtt.client_id or f'pdm-edge-agent-{settings.gateway}'}-doctor"
         checks.append(("broker", lambda: check_broker(mqtt, now, client_id=client_id, timeout_s=timeout_s)))

@@ -1,17 +1,20 @@
 """Exceptions of the edge agent.
 
     EdgeAgentError
-    ├── CheckpointError    a model checkpoint cannot be written (retryable: disk full, permissions)
-    ├── CommandRefused     a command is not applied (unsigned, stale, unknown alert, snooze out of bounds)
-    └── OutboxError        the durable outbox failed (retryable: locked/busy; permanent: corrupt file)
+    ├── CheckpointError    the checkpoint store cannot be opened or written (disk full, permissions, a
+    │                      file where its directory should be); the agent runs on and retries
+    └── CommandRefused     a command is not applied (unsigned, stale, unknown alert, snooze out of bounds)
 
-A checkpoint that cannot be *read* is not an error: :func:`edge_agent.checkpoint.load` logs it and
-returns ``None`` so the assets re-warm instead of the agent crash-looping.
+The outbox raises nothing for disk problems: it keeps events in memory and reports them through
+``Outbox.health`` (edge_agent/outbox.py).
+
+An asset checkpoint that cannot be *read* is not an error either: that asset re-warms
+(:class:`edge_agent.checkpoint.CheckpointRefused`, logged), the agent starts.
 """
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "CommandRefused", "EdgeAgentError", "OutboxError"]
+__all__ = ["CheckpointError", "CommandRefused", "EdgeAgentError"]
 
 
 class EdgeAgentError(Exception):
@@ -19,7 +22,7 @@ class EdgeAgentError(Exception):
 
 
 class CheckpointError(EdgeAgentError):
-    """Writing a checkpoint failed; the previous checkpoint on disk is left intact."""
+    """The checkpoint store cannot be opened or written; what is on disk is left intact."""
 
 
 class CommandRefused(EdgeAgentError):
@@ -30,6 +33,3 @@ class CommandRefused(EdgeAgentError):
         self.reason = reason
         self.detail = detail
 
-
-class OutboxError(EdgeAgentError):
-    """The SQLite outbox could not be opened, written or read (the sqlite3 error is chained)."""

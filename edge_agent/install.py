@@ -36,6 +36,7 @@ from edge_agent.errors import EdgeAgentError
 from pdm_common.logs import get_logger
 
 __all__ = [
+    "SYSUSERS",
     "InstallError",
     "Layout",
     "MakeDir",
@@ -58,7 +59,8 @@ SHIPPED_BIN_DIR = "/opt/pdm-edge/bin/"
 """The ExecStart prefix in systemd/pdm-edge-agent.service; replaced by ``--bin-dir``."""
 _COMMAND_TIMEOUT_S = 120.0
 """systemctl/systemd-sysusers finish in seconds; a hung call must not hang the installer forever."""
-_SYSUSERS = f'u {USER} - "pdm-edge gateway agent" /var/lib/pdm-edge-agent /usr/sbin/nologin\n'
+SYSUSERS = f'u {USER} - "pdm-edge gateway agent" /var/lib/pdm-edge-agent /usr/sbin/nologin\n'
+"""sysusers.d(5) line of the service user (also the Debian package's /usr/lib/sysusers.d/pdm-edge.conf)."""
 
 
 class InstallError(EdgeAgentError):
@@ -159,7 +161,7 @@ def install_plan(*, unit_text: str, example_config: bytes, bin_dir: Path, system
         layout: target paths.
     """
     steps: list[Step] = [
-        WriteFile(layout.sysusers, _SYSUSERS.encode(), 0o644),
+        WriteFile(layout.sysusers, SYSUSERS.encode(), 0o644),
         MakeDir(Path("etc"), None),  # systemd-sysusers needs {root}/etc for its lock file
         Run(("systemd-sysusers", "--root={root}", f"{{root}}/{layout.sysusers}")),
         MakeDir(layout.config_dir, 0o755),
@@ -270,12 +272,12 @@ def _lookup(table: Path, name: str) -> int:
 
 
 def _source_dir() -> Path:
-    """Where the unit and example config are: the package data of this environment, else the checkout.
+    """Where the unit and example config are: the checkout this runs from, else this environment's data.
 
-    The wheel installs ``systemd/`` and ``config/`` as data files below ``{sys.prefix}/share/pdm-edge``;
-    a checkout or an unpacked sdist has them next to the packages.
+    A checkout or an unpacked sdist has ``systemd/`` and ``config/`` next to the packages; the wheel
+    installs them as data files below ``{sys.prefix}/share/pdm-edge``.
     """
-    for candidate in (Path(sys.prefix) / "share" / "pdm-edge", Path(__file__).resolve().parent.parent):
+    for candidate in (Path(__file__).resolve().parent.parent, Path(sys.prefix) / "share" / "pdm-edge"):
         if (candidate / "systemd" / UNIT_NAME).is_file():
             return candidate
     return Path(sys.prefix) / "share" / "pdm-edge"

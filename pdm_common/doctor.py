@@ -52,6 +52,7 @@ __all__ = [
     "exit_code",
     "fail",
     "health_summary",
+    "installed_unit",
     "mqtt_for_doctor",
     "ok",
     "render",
@@ -228,6 +229,18 @@ def check_files(settings: BaseModel, *, directories: Sequence[tuple[str, Path]],
     return [fail(f"files.{p.field}", f"{p.path} {p.detail}", p.fix) for p in problems]
 
 
+UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system", "lib/systemd/system")
+"""Where an installed unit lives, in systemd's order: local (``edge-agent install``), then packaged."""
+
+
+def installed_unit(unit: str, root: Path = Path("/")) -> Path:
+    """The unit file systemd would load for ``unit`` below ``root`` (the first of :data:`UNIT_DIRS`)."""
+    for directory in UNIT_DIRS:
+        if (root / directory / unit).is_file():
+            return root / directory / unit
+    return root / UNIT_DIRS[0] / unit
+
+
 def unit_credentials(unit_file: Path) -> dict[str, Path]:
     """Credential sources of an installed unit file; empty when it is not installed."""
     try:
@@ -265,15 +278,19 @@ def _validity_verdict(name: str, path: Path, not_before: datetime, not_after: da
 
 
 def _check_cert_file(name: str, path: Path, now: datetime) -> CheckResult:
-    # Imported here: only doctor and the health summary read certificates, not the data path.
-    from cryptography import x509
-
     try:
         data = path.read_bytes()
     except OSError as exc:
         return fail(name, f"cannot read {path}: {exc}", f"put the PEM file at {path} or fix the path in [mqtt.tls]")
     if b"-----BEGIN CERTIFICATE-----" not in data:
         return fail(name, f"{path} holds no PEM certificate", "use a PEM (-----BEGIN CERTIFICATE-----) file")
+    try:
+        # Imported here: only doctor and the health summary read certificate dates, not the data path;
+        # it is the `doctor` extra (the gateway package bundles it).
+        from cryptography import x509
+    except ImportError:
+        return warn(name, f"{path} is PEM; its dates are not checked (cryptography is not installed)",
+                    "pip install 'pdm-edge[doctor]' for certificate expiry checks")
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:

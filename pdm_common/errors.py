@@ -2,7 +2,8 @@
 
     PdmCommonError
     ├── ContractError      a payload or topic broke a wire contract (permanent: dead-letter it)
-    └── ConfigError        settings failed validation at start-up (permanent: fix the config)
+    ├── ConfigError        settings failed validation at start-up (permanent: fix the config)
+    └── ProfileError       a machine kind has no profile or its declaration is invalid (permanent)
 """
 
 from __future__ import annotations
@@ -29,3 +30,7 @@ class ContractError(PdmCommonError, ValueError):
 
 class ConfigError(PdmCommonError):
     """Settings are invalid; the message names each field, its value and how to fix it."""
+
+
+class ProfileError(PdmCommonError, ValueError):
+    """A machine kind has no profile, or a declared profile is invalid (the message names the field)."""

@@ -8,12 +8,14 @@ local agent) or through an SSH/WireGuard tunnel, never exposed on the plant netw
 
 from __future__ import annotations
 
+import platform
 import threading
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from pdm_common import __version__
 from pdm_common.errors import ConfigError
 from pdm_common.logs import get_logger
 
@@ -22,6 +24,7 @@ __all__ = [
     "IngestMetrics",
     "MetricsServer",
     "OutboxMetrics",
+    "build_info",
     "start_metrics_server",
 ]
 
@@ -69,6 +72,18 @@ def start_metrics_server(registry: CollectorRegistry, *, host: str = DEFAULT_MET
     bound = MetricsServer(host=host, port=server.server_port, _server=server, _thread=thread)
     _log.info("metrics.serving", url=bound.url)
     return bound
+
+
+def build_info(registry: CollectorRegistry, namespace: str) -> Gauge:
+    """``{namespace}_build_info{version, python}`` = 1: which release runs (join on it in queries).
+
+    The usual Prometheus idiom for versions (e.g. ``prometheus_build_info``): a constant 1 whose
+    labels carry the facts, so ``count by (version) (pdm_agent_build_info)`` shows a rollout.
+    """
+    gauge = Gauge("build_info", "The running release: version and Python (value 1)", ["version", "python"],
+                  namespace=namespace, registry=registry)
+    gauge.labels(version=__version__, python=platform.python_version()).set(1)
+    return gauge
 
 
 class IngestMetrics:

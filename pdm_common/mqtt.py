@@ -280,6 +280,11 @@ class MqttClient:
         """True after the broker refused our credentials (cleared by a successful connect)."""
         return self._auth_failed
 
+    @property
+    def unacknowledged(self) -> int:
+        """Messages handed to the consumer with ``defer_ack=True`` and not yet acknowledged."""
+        return len(self._held)
+
     def heartbeat_age_s(self) -> float:
         """Seconds since the network thread last completed a loop slice (large = wedged)."""
         return time.monotonic() - self._heartbeat
@@ -316,7 +321,7 @@ class MqttClient:
         acknowledge); one that cannot be sent because the connection just died is remembered, and
         the broker's redelivery is then acknowledged without delivering it again.
         """
-        if msg.qos == 0:
+        if msg.qos == 0 or msg.mid == 0:
             return
         with self._ack_lock:
             if msg.session != self._session:

@@ -201,6 +201,10 @@ def run_demo(scenario_path: Path, seed: int, broker_kind: str, workdir: Path, ou
                       "plant": _desk_settings("servicenow", desk.url)},
             "routing": {"default": "homes", "sites": {"plant-a": "plant"}},
             "outbox": {"path": workdir / "bridge-outbox.db"},
+            # The demo's agent does not sign its alerts yet (agent config [signing]); on the demo's
+            # loopback broker nobody else can publish.
+            "require_signed_alerts": False,
+            "sync": {"enabled": False},
         }))
         bridge.start()
         stack.callback(bridge.stop)

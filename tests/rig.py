@@ -50,12 +50,13 @@ from tests.waiting import wait_until
 REPO = Path(__file__).resolve().parents[1]
 MOSQUITTO_DIR = REPO / "config" / "mosquitto"
 
-USERS = ("gw-17", "gw-18", "cloud-bridge", "sensors-oslo-north")
-"""The MQTT accounts of the shipped ACL example (config/mosquitto/acl.example)."""
+USERS = ("oslo-north", "bergen-1", "svc.cloud-bridge", "svc.ops", "sensors.oslo-north")
+"""MQTT accounts as the shipped ACL (config/mosquitto/acl) names them: a site account per site (its
+gateway logs in with it), dotted service accounts, and one site's sensors."""
 
 SITE = "oslo-north"
 GATEWAY = "gw-17"
-"""gw-17 serves oslo-north in the shipped ACL; gw-18 serves bergen-1."""
+"""gw-17 serves oslo-north (logging in as the site account ``oslo-north``); gw-18 serves bergen-1."""
 
 
 def new_secret() -> str:
@@ -109,7 +110,7 @@ def _value(value: Any) -> str:
 
 @dataclass
 class ShippedBroker:
-    """Mosquitto running the shipped ``pdm-edge.conf`` and ``acl.example`` on a free loopback port.
+    """Mosquitto running the shipped ``pdm-edge.conf`` and ``acl`` on a free loopback port.
 
     The listener, file paths and persistence location are moved into ``workdir``; everything else
     (TLS only, no anonymous clients, ACL, bounds, persistence on) is the shipped file. The port stays
@@ -140,7 +141,7 @@ class ShippedBroker:
             self.workdir.mkdir(parents=True, exist_ok=True)
             for name in ("ca.crt", "server.crt", "server.key"):
                 shutil.copy(self.ca_dir / name, self.workdir / name)
-            shutil.copy(MOSQUITTO_DIR / "acl.example", self.workdir / "acl")
+            shutil.copy(MOSQUITTO_DIR / "acl", self.workdir / "acl")
             passwd = self.workdir / "passwd"
             passwd.touch()
             for user in USERS:
@@ -152,7 +153,9 @@ class ShippedBroker:
             conf = re.sub(r"(?m)^listener 8883.*$", f"listener {self.port} 127.0.0.1", conf)
             conf = re.sub(r"(?m)^persistence_location .*$", "", conf)
             (self.workdir / "mosquitto.conf").write_text(
-                conf + f"\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n", encoding="utf-8")
+                # Debian's stock mosquitto.conf, which the drop-in relies on, turns persistence on.
+                conf + f"\npersistence true\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n",
+                encoding="utf-8")
         self._starts += 1
         log = (self.workdir / f"mosquitto.{self._starts}.log").open("wb")
         self._proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")], stdout=log, stderr=log)
@@ -222,6 +225,18 @@ def make_test_ca(out: Path) -> Path:
 # --- services -----------------------------------------------------------------------------------
 
 
+RUNNING: set[Service] = set()
+"""Every service a test made: the rig kills what a failed test left running (:func:`kill_leftovers`)."""
+
+
+def kill_leftovers() -> None:
+    """kill -9 every service still running (a test that failed before stopping its processes)."""
+    for service in list(RUNNING):
+        if service.alive:
+            service.kill9()
+        RUNNING.discard(service)
+
+
 class Service:
     """A real service process (``edge-agent run`` / ``cloud-bridge run``) with captured output.
 
@@ -238,6 +253,7 @@ class Service:
         self.workdir = workdir
         self._argv = [sys.executable, "-m", module, "--config", str(config), "run"]
         self.proc: subprocess.Popen[bytes] | None = None
+        RUNNING.add(self)
         self.starts = 0
         self.exit_codes: list[int] = []
 
@@ -350,7 +366,7 @@ def agent_config(workdir: Path, broker: ShippedBroker, keys: Keys, *, gateway: s
     cfg: dict[str, Any] = {
         "gateway": gateway, "site": site, "state_dir": str(workdir / "agent-state"), "clock": "telemetry",
         "inbound_queue_max": 100_000, "status_interval_s": 5.0, "checkpoint_interval_s": 5.0,
-        "mqtt": broker.mqtt_table(gateway, f"pdm-edge-agent-{gateway}"),
+        "mqtt": broker.mqtt_table(site, f"pdm-edge-agent-{gateway}"),
         "metrics": {"enabled": True, "host": "127.0.0.1", "port": port},
         "commands": {"keys": {"cloud-bridge": str(keys.file("commands"))}},
         "signing": {"key_id": gateway, "secret_file": str(keys.file("gateway"))},
@@ -370,7 +386,7 @@ def bridge_config(workdir: Path, broker: ShippedBroker, keys: Keys, desk_url: st
         "replica_id": "rig-bridge", "share_group": "bridge",
         "registry_path": str(REPO / "config" / "assets.example.toml"),
         "fault_actions_path": str(REPO / "config" / "fault-actions.toml"),
-        "mqtt": broker.mqtt_table("cloud-bridge", "cloud-bridge-rig"),
+        "mqtt": broker.mqtt_table("svc.cloud-bridge", "cloud-bridge-rig"),
         "desks": {"main": {"kind": "webhook", "base_url": desk_url, "path": "/webhook",
                            "hmac_secret_file": str(keys.file("webhook")), "timeout_s": 2.0}},
         "outbox": {"path": str(workdir / "bridge-outbox.db"), "lease_s": 10.0},
@@ -461,6 +477,19 @@ class Sensors:
             raise TimeoutError("no PUBACK within the timeout")
         self._acked.discard(self._pending.popleft())
 
+    def try_send(self, topic: str, payload: bytes, *, timeout_s: float = 2.0) -> bool:
+        """Publish one message; True once acknowledged, False when no successful PUBACK came in time.
+
+        A PUBACK the broker refuses (ACL, MQTT 5 reason code) never reaches the adapter's callback, so a
+        refusal shows as the timeout; the message is then forgotten, not left in the window.
+        """
+        self.flush()
+        mid = self.client.publish(topic, payload, qos=1)
+        with self._cond:
+            acked = self._cond.wait_for(lambda: mid in self._acked, timeout_s)
+            self._acked.discard(mid)
+        return acked
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until every message sent so far is acknowledged."""
         deadline = time.monotonic() + timeout_s
@@ -548,9 +577,12 @@ FAST_DETECTION: dict[str, Any] = {"warmup_samples": 150, "warmup_h": 12.0, "debo
 """Detection tuned for the rig's 5-minute samples: warm in half a day, decide in a few samples."""
 
 
-def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int = 300, onset: float = 2.0,
-                   failure: float = 4.8) -> list[tuple[str, bytes]]:
-    """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order."""
+def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int = 300) -> list[tuple[str, bytes]]:
+    """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order.
+
+    The faults start at 40 % of the run and fail at 96 % (2.0 and 4.8 days of the default five).
+    """
+    onset, failure = round(days * 0.4, 3), round(days * 0.96, 3)
     path = workdir / "rig-fleet.toml"
     # The simulator decides when a unit trips; ``failure`` sets the faults' time scale (onset + span).
     text = SMALL_FLEET.format(days=days, period=period_s, onset=onset, span=failure - onset, failure=failure)

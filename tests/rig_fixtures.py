@@ -11,7 +11,7 @@ import pytest
 
 from simulators.desk.auth import DeskCredentials
 from simulators.desk.server import DeskSimulator
-from tests.rig import Keys, ShippedBroker, make_test_ca
+from tests.rig import Keys, ShippedBroker, kill_leftovers, make_test_ca
 
 
 @dataclass
@@ -43,6 +43,7 @@ def open_rig(workdir: Path, ca: Path) -> Iterator[Rig]:
     try:
         yield Rig(workdir, broker, keys, desk)
     finally:
+        kill_leftovers()
         desk.stop()
         broker.stop()
 

@@ -1,20 +1,23 @@
 """Tuning of the detection core and the alert lifecycle (``[detection]`` in the agent config).
 
-Defaults assume one sample a minute per asset (failure-physics.md C4: heat pumps publish every
-10-60 s) and the time scales of failure-physics.md section D: faults develop over days to weeks, so
-the detector may take hours to be sure and still give days of lead time. Every default was chosen
-by running ``bench/detection.py``; ``docs/detection.md`` records the figures.
+Every time constant is a time, not a sample count, so one set of defaults holds from one sample a
+second to one sample an hour; counts that remain (debounce, stuck and dropout runs) count *evidence*,
+not time. The time scales follow failure-physics.md section D: faults develop over days to weeks, so
+the detector may take hours to be sure and still give days of lead time. How the defaults were
+chosen, on which data, and what was held out: ``docs/detection.md``.
 """
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pdm_common.contracts import AssetKind
+__all__ = ["DETECTOR_NAMES", "DetectionSettings", "DetectorName"]
 
-__all__ = ["DetectionSettings"]
+DetectorName = Literal["regime", "zscore", "hst", "river_linear"]
+DETECTOR_NAMES: tuple[str, ...] = ("regime", "zscore", "hst", "river_linear")
+"""The registered detectors (``edge_agent.detection.models.DETECTORS``); a kind or an asset may pick one."""
 
 
 class DetectionSettings(BaseModel):
@@ -22,42 +25,41 @@ class DetectionSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    detector: DetectorName = Field(
+        "regime", description="detector of every asset whose kind or [kinds.*.assets.*] entry names none"
+    )
+
     # --- warm-up ---------------------------------------------------------------------------
-    warmup_samples: int = Field(720, ge=10, description="operating samples learned before any alert")
-    warmup_h: float = Field(24.0, ge=0, description="asset hours before any alert: one diurnal cycle")
+    warmup_h: float = Field(24.0, ge=0, description="operating hours learned before any alert: one diurnal cycle")
+    warmup_samples: int = Field(
+        720, ge=10, description="operating samples learned before any alert (more if the model needs more)"
+    )
 
     # --- regime baseline ---------------------------------------------------------------------
-    drivers: dict[AssetKind, tuple[str, ...]] = Field(
-        default_factory=lambda: {
-            # failure-physics.md A1: every heat-pump signal follows outdoor air and compressor speed.
-            # Flow temperature is the controller's weather-compensated set-point: it carries set-point
-            # changes and holidays, so those are regime, not anomaly.
-            AssetKind.HEAT_PUMP: ("outdoor_temp_c", "compressor_hz", "flow_temp_c"),
-            # Pump duty follows shaft speed; load/shift changes show up through it.
-            AssetKind.PUMP: ("speed_rpm",),
-        },
-        description="numeric regime drivers per asset kind; boolean flags are always drivers",
-    )
     baseline_halflife_d: float = Field(
-        60.0, gt=0, description="forgetting of the regime regression; long so a slow fault is not learned"
+        60.0, gt=0, description="half-life of the regime regression while it learns (long: slow faults are not learned)"
     )
-    learn_healthy_after_warmup: bool = Field(
-        False,
-        description="keep learning the baseline from healthy-looking samples after warm-up (False: only from "
-        "regimes never seen, so a slow fault is not learned as normal)",
+    novel_leverage: float = Field(
+        0.02, gt=0, description="leverage above which a regime counts as never seen (learned, not judged)"
     )
-    settle_samples: int = Field(10, ge=0, description="samples skipped after a defrost or a start")
+    settle_min: float = Field(10.0, ge=0, description="minutes skipped after a start or a defrost (transients)")
 
     # --- scores and thresholds -----------------------------------------------------------------
-    drift_halflife_h: float = Field(4.0, gt=0, description="smoothing of residuals for slow-degradation")
+    drift_halflife_h: float = Field(4.0, gt=0, description="smoothing of residuals for slow degradation")
     min_drift_sd: float = Field(
         0.2,
         gt=0,
         description="floor (residual sigmas) of the smoothed residuals' spread: smaller persistent biases are "
-        "within sensor tolerance, and a spread learned over one quiet day must not make them alarms",
+        "within sensor tolerance",
     )
-    threshold_quantile: float = Field(0.99, gt=0.5, lt=1.0, description="quantile of the asset's own scores")
-    threshold_margin: float = Field(3.5, ge=1.0, description="threshold = margin x learned quantile")
+    point_sigmas: float = Field(8.0, gt=1, description="a single sample this many sigmas off is anomalous")
+    drift_sigmas: float = Field(8.0, gt=1, description="a smoothed residual this many of its sigmas off is anomalous")
+    threshold_quantile: float = Field(
+        0.99, gt=0.5, lt=1.0, description="quantile of the warm-up's own evidence that also bounds the thresholds"
+    )
+    threshold_margin: float = Field(
+        1.5, ge=1.0, description="thresholds are at least margin x that quantile (heavy-tailed channels)"
+    )
     hysteresis: float = Field(0.6, gt=0, lt=1.0, description="an alert counts as healthy below this x threshold")
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -73,8 +75,10 @@ class DetectionSettings(BaseModel):
 
     # --- sensor health -------------------------------------------------------------------------
     stuck_samples: int = Field(60, ge=3, description="identical readings in a row that mean a stuck sensor")
-    dropout_samples: int = Field(10, ge=1, description="missing readings in a row that mean a dead sensor")
-    spike_z: float = Field(8.0, gt=3, description="single-sample deviation (sigmas) treated as a spike")
+    dropout_samples: int = Field(
+        10, ge=1, description="samples in a row without a channel, while the others arrive, that mean a dead sensor"
+    )
+    spike_z: float = Field(8.0, gt=3, description="single-sample jump (typical steps) treated as a spike")
     spike_count: int = Field(3, ge=1, description="spikes within spike_window_h that flag the sensor")
     spike_window_h: float = Field(24.0, gt=0)
     sensor_drift_ratio: float = Field(
@@ -83,13 +87,24 @@ class DetectionSettings(BaseModel):
     sensor_drift_min: float = Field(
         2.0, gt=0, description="a lone channel must be this many thresholds off to be called drifting"
     )
-    silence_s: float = Field(900.0, gt=0, description="no telemetry this long: every sensor counts as dropped out")
+    silence_s: float = Field(
+        900.0, gt=0, description="no telemetry this long is a gap: smoothing windows restart; never a sensor fault"
+    )
 
     # --- publishing ------------------------------------------------------------------------------
     state_every_samples: int = Field(60, ge=1, description="publish AssetState at least this often (samples)")
     recent_series: int = Field(4, ge=1, le=8, description="contributing metrics plotted in the ticket")
     recent_points: int = Field(180, ge=10, le=720, description="points per plotted series")
-    max_assets: int = Field(500, ge=1, description="detectors kept; telemetry for more assets is ignored")
+    recent_h: float = Field(12.0, gt=0, le=168, description="hours of history plotted in the ticket")
+
+    # --- bounds (hostile or broken publishers) ------------------------------------------------------
+    max_assets: int = Field(500, ge=1, description="detectors kept; beyond, see evict_silent_d")
+    evict_silent_d: float = Field(
+        7.0, gt=0, description="when max_assets is reached, an asset silent this long (or never warm) makes room"
+    )
+    max_channels: int = Field(
+        64, ge=1, le=256, description="channels modelled per asset; new names beyond are refused and counted"
+    )
 
     @model_validator(mode="after")
     def _debounce(self) -> Self:

@@ -4,7 +4,7 @@ and ServiceNow on one real HTTP server, with injectable latency, 429, 5xx, timeo
 Contract and defaults: docs/desk-simulator.md.
 """
 
-from simulators.desk.auth import DeskCredentials, sign_webhook
+from simulators.desk.auth import DeskCredentials, webhook_headers
 from simulators.desk.errors import DeskSimError, FaultConfigError, RequestRefusedError
 from simulators.desk.faults import FaultConfig, Outcome, OutcomeKind
 from simulators.desk.server import DeskSimulator
@@ -21,5 +21,5 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "RequestRefusedError",
-    "sign_webhook",
+    "webhook_headers",
 ]

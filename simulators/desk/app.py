@@ -8,6 +8,7 @@ answer or drop the connection). The clock is passed in with every request.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import threading
 from collections.abc import Iterable, Mapping
@@ -20,18 +21,21 @@ from simulators.desk.auth import DeskCredentials
 from simulators.desk.errors import FaultConfigError, RequestRefusedError
 from simulators.desk.exchange import SimRequest, SimResponse
 from simulators.desk.faults import FaultConfig, FaultPlan, Outcome, OutcomeKind, parse_outcome
+from simulators.desk.humans import HUMAN_ACTIONS, HumanAction
 from simulators.desk.jsm import JSM
 from simulators.desk.pagerduty import PAGERDUTY
 from simulators.desk.routing import DeskContext, DeskSpec, Route
 from simulators.desk.servicenow import SERVICENOW
-from simulators.desk.store import Desk, IdempotencyCache, RequestLog, TicketStore
-from simulators.desk.webhook import WEBHOOK
+from simulators.desk.store import Desk, IdempotencyCache, Outgoing, ProcessedIds, RequestLog, TicketStore
+from simulators.desk.webhook import REPLAY_MEMORY_S, WEBHOOK
 from simulators.desk.zendesk import ZENDESK
 
 __all__ = ["ALL_DESKS", "DeskApp", "Plan"]
 
 ALL_DESKS: tuple[DeskSpec, ...] = (WEBHOOK, PAGERDUTY, ZENDESK, JSM, SERVICENOW)
 SIM_PREFIX = "/_sim/"
+MAX_SEARCH_LAG_S = 600.0
+"""Jira's index lags seconds in practice; ten minutes bounds a test's typo."""
 _log = get_logger(__name__)
 
 
@@ -75,11 +79,14 @@ class DeskApp:
         self._initial_seed = seed
         self._desks = tuple(desks)
         self._lock = threading.Lock()
-        self._store = TicketStore()
+        self._store = TicketStore(instance_salt=seed)
         self._idempotency = IdempotencyCache()
+        self._processed = ProcessedIds(REPLAY_MEMORY_S)
         self._uploads: dict[str, dict[str, Any]] = {}
         self._requests = RequestLog()
         self._faults = FaultPlan(self._initial_faults, seed=seed)
+        self.outgoing = Outgoing()
+        """Webhooks the desks send out (PagerDuty v3), delivered by the socket shell."""
 
     # -- control -----------------------------------------------------------------------------------
 
@@ -102,10 +109,12 @@ class DeskApp:
     def reset(self) -> None:
         """Forget tickets, requests, idempotency keys and uploads; faults and seed back to start-up."""
         with self._lock:
-            self._store = TicketStore()
+            self._store = TicketStore(search_lag_s=self._store.search_lag_s, instance_salt=self._initial_seed)
             self._idempotency = IdempotencyCache()
+            self._processed = ProcessedIds(REPLAY_MEMORY_S)
             self._uploads = {}
             self._requests = RequestLog()
+            self.outgoing.clear()
             self._faults = FaultPlan(self._initial_faults, seed=self._initial_seed)
         _log.info("desk_sim.reset")
 
@@ -129,15 +138,78 @@ class DeskApp:
 
     # -- requests ----------------------------------------------------------------------------------
 
+    def act(self, desk: Desk, ticket_id: str, action: str, *, actor: str, now: datetime, text: str | None = None,
+            assignee: str | None = None) -> dict[str, Any]:
+        """Do what a person does in the desk's UI: acknowledge, resolve, reassign or comment.
+
+        Raises:
+            RequestRefusedError: unknown desk, ticket or action (a 4xx answer).
+        """
+        handler = HUMAN_ACTIONS.get(desk)
+        if handler is None:
+            raise RequestRefusedError(_sim_error(400, f"desk {desk.value} has no person-side actions"))
+        with self._lock:
+            ctx = DeskContext(store=self._store, idempotency=self._idempotency, uploads=self._uploads,
+                              credentials=self._credentials, now=now, processed=self._processed)
+            result = handler(ctx, HumanAction(ticket_id=ticket_id, action=action, actor=actor, text=text,
+                                              assignee=assignee), self.outgoing)
+        _log.info("desk_sim.person_acted", desk=desk.value, ticket=ticket_id, action=action, actor=actor)
+        return result
+
+    def add_record(self, table: str, fields: Mapping[str, str]) -> str:
+        """Add a record to a ServiceNow table the incident's references point to; returns its sys_id."""
+        with self._lock:
+            records = self._store.table(f"sn_{table}")
+            sys_id = hashlib.sha256(f"{table}-seed-{len(records)}".encode()).hexdigest()[:32]
+            records[sys_id] = {**fields, "sys_id": sys_id}
+        return sys_id
+
+    def set_settings(self, *, search_lag_s: float | None = None, pagerduty_webhook_url: str | None = None) -> None:
+        """Jira search lag (eventual consistency) and where PagerDuty's v3 webhooks go."""
+        with self._lock:
+            if search_lag_s is not None:
+                if not 0 <= search_lag_s <= MAX_SEARCH_LAG_S:
+                    raise FaultConfigError(f"search_lag_s={search_lag_s!r}: between 0 and {MAX_SEARCH_LAG_S:.0f}")
+                self._store.search_lag_s = search_lag_s
+            if pagerduty_webhook_url is not None:
+                self.outgoing.pagerduty_url = pagerduty_webhook_url or None
+
+    def _act(self, request: SimRequest, now: datetime) -> SimResponse:
+        try:
+            body = json.loads(request.body or b"{}")
+            if not isinstance(body, dict) or not isinstance(body.get("desk"), str):
+                raise ValueError("body must be {desk, ticket, action, actor[, text, assignee]}")
+            result = self.act(Desk(body["desk"]), str(body.get("ticket", "")), str(body.get("action", "")),
+                              actor=str(body.get("actor", "agent")), now=now, text=body.get("text"),
+                              assignee=body.get("assignee"))
+        except RequestRefusedError as refused:
+            return refused.response
+        except ValueError as exc:
+            return _sim_error(400, str(exc))
+        return SimResponse.json(200, result)
+
+    def _post_settings(self, request: SimRequest) -> SimResponse:
+        try:
+            body = json.loads(request.body or b"{}")
+            if not isinstance(body, dict):
+                raise FaultConfigError("the body must be a JSON object")
+            lag = body.get("search_lag_s")
+            self.set_settings(search_lag_s=None if lag is None else float(lag),
+                              pagerduty_webhook_url=body.get("pagerduty_webhook_url"))
+        except (ValueError, TypeError, FaultConfigError) as exc:
+            return _sim_error(400, str(exc))
+        return SimResponse.json(200, {"search_lag_s": self._store.search_lag_s,
+                                      "pagerduty_webhook_url": self.outgoing.pagerduty_url})
+
     def dispatch(self, request: SimRequest, now: datetime) -> Plan:
         """Decide the answer to one request received at ``now`` (UTC)."""
         if request.path.startswith(SIM_PREFIX):
-            return Plan(self._control(request))
+            return Plan(self._control(request, now))
         found = self._route(request)
         if isinstance(found, SimResponse):
             with self._lock:
-                self._requests.add(at=now, method=request.method, path=request.path, desk=None,
-                                   status=found.status, outcome=OutcomeKind.PASS.value)
+                self._requests.add(at=now, request=request, desk=None, status=found.status,
+                                   outcome=OutcomeKind.PASS.value)
             return Plan(found)
         spec, matched = found
         with self._lock:
@@ -145,7 +217,7 @@ class DeskApp:
             outcome = self._faults.decide()
             response = self._apply(spec, outcome, request, matched, now)
             label = "replay" if response is not None and response.replayed else outcome.kind.value
-            self._requests.add(at=now, method=request.method, path=request.path, desk=spec.desk,
+            self._requests.add(at=now, request=request, desk=spec.desk,
                                status=None if response is None else response.status, outcome=label)
         if outcome.kind is not OutcomeKind.PASS:
             _log.info("desk_sim.fault_injected", desk=spec.desk.value, path=request.path, **outcome.to_json())
@@ -177,7 +249,7 @@ class DeskApp:
             return answer
         route, params = found
         ctx = DeskContext(store=self._store, idempotency=self._idempotency, uploads=self._uploads,
-                          credentials=self._credentials, now=now)
+                          credentials=self._credentials, now=now, processed=self._processed)
         try:
             return route.handler(ctx, request, params)
         except RequestRefusedError as refused:
@@ -185,7 +257,7 @@ class DeskApp:
 
     # -- /_sim -------------------------------------------------------------------------------------
 
-    def _control(self, request: SimRequest) -> SimResponse:
+    def _control(self, request: SimRequest, now: datetime) -> SimResponse:
         name = request.path.removeprefix(SIM_PREFIX).rstrip("/")
         if request.method == "GET" and name == "health":
             with self._lock:
@@ -208,6 +280,10 @@ class DeskApp:
         if request.method == "POST" and name == "reset":
             self.reset()
             return SimResponse.json(200, {"status": "reset"})
+        if request.method == "POST" and name == "act":
+            return self._act(request, now)
+        if request.method == "POST" and name == "settings":
+            return self._post_settings(request)
         return _sim_error(404, f"no control endpoint {request.method} {request.path}")
 
     def _post_faults(self, request: SimRequest) -> SimResponse:

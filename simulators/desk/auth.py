@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from dataclasses import dataclass
 
+from pdm_common.signing import DEFAULT_TOLERANCE_S, SignatureError, sign, verify_fresh
 from simulators.desk.exchange import SimRequest
 
-__all__ = ["MAX_WEBHOOK_SKEW_S", "DeskCredentials", "basic_user", "bearer_token", "sign_webhook", "webhook_auth_error"]
+__all__ = [
+    "MAX_WEBHOOK_SKEW_S", "DeskCredentials", "basic_user", "bearer_token", "webhook_auth_error", "webhook_headers",
+]
 
-MAX_WEBHOOK_SKEW_S = 300
-"""Refuse webhook timestamps further than five minutes from the clock (the window Stripe and Slack use)."""
+MAX_WEBHOOK_SKEW_S = DEFAULT_TOLERANCE_S
+"""Refuse webhook timestamps further than five minutes from the clock (the Standard Webhooks recommendation)."""
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class DeskCredentials:
     """What each simulated desk accepts.
 
     Attributes:
-        webhook_secret: HMAC-SHA256 key of ``X-PDM-Signature``.
+        webhook_secret: the Standard Webhooks signing secret of ``webhook-signature``.
+        pagerduty_webhook_secret: the signing secret of the simulator's outgoing PagerDuty v3 webhooks.
         pagerduty_routing_key: the one Events v2 integration key accepted (32 characters).
         zendesk_email: agent e-mail of Zendesk's API-token basic auth (``{email}/token:{token}``).
         zendesk_api_token: the API token of that basic auth.
@@ -38,6 +41,7 @@ class DeskCredentials:
 
     webhook_secret: str = "pdm-sim-webhook-secret"
     pagerduty_routing_key: str = "0123456789abcdef0123456789abcdef"
+    pagerduty_webhook_secret: str = "pdm-sim-pagerduty-webhook-secret"
     zendesk_email: str = "bridge@example.com"
     zendesk_api_token: str = "zendesk-api-token"
     zendesk_bearer_token: str = "zendesk-oauth-token"
@@ -100,31 +104,37 @@ def bearer_token(request: SimRequest) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def sign_webhook(secret: str, body: bytes) -> str:
-    """The ``X-PDM-Signature`` value for ``body``: ``sha256=<hex HMAC-SHA256>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def webhook_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers a sender puts on ``body``."""
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, message_id, timestamp, body)}
 
 
 def webhook_auth_error(request: SimRequest, secret: str, now_epoch_s: float) -> str | None:
-    """Why the webhook request's signature or timestamp is refused, or None if it is good.
+    """Why the request's Standard Webhooks signature is refused (missing, malformed, stale, mismatch), or None.
+
+    The receiver's recipe (standardwebhooks.com; docs/bridge.md, "Webhook signing"): read ``webhook-id``,
+    ``webhook-timestamp`` and ``webhook-signature``; refuse a timestamp more than
+    :data:`MAX_WEBHOOK_SKEW_S` from the clock; verify the HMAC over ``{id}.{timestamp}.{raw body}``.
+    Replays (an id already processed) are the caller's check, after this one passed.
 
     Args:
         request: the request with its raw body.
-        secret: the shared HMAC secret.
+        secret: the shared signing secret.
         now_epoch_s: the simulator's clock, epoch seconds.
     """
-    raw_ts = request.header("x-pdm-timestamp")
-    if raw_ts is None:
-        return "missing X-PDM-Timestamp"
+    message_id = request.header("webhook-id")
+    raw_ts = request.header("webhook-timestamp")
+    signature = request.header("webhook-signature")
+    if not message_id or raw_ts is None or signature is None:
+        return "missing webhook-id, webhook-timestamp or webhook-signature"
     try:
         ts = int(raw_ts.strip())
     except ValueError:
-        return "X-PDM-Timestamp is not integer epoch seconds"
-    if abs(now_epoch_s - ts) > MAX_WEBHOOK_SKEW_S:
-        return f"X-PDM-Timestamp is more than {MAX_WEBHOOK_SKEW_S} s from the server clock"
-    signature = request.header("x-pdm-signature")
-    if signature is None:
-        return "missing X-PDM-Signature"
-    if not hmac.compare_digest(signature.strip().lower(), sign_webhook(secret, request.body)):
-        return "X-PDM-Signature does not match the body"
+        return "webhook-timestamp is not integer epoch seconds"
+    try:
+        verify_fresh(secret, message_id, ts, request.body, signature, now_s=now_epoch_s,
+                     tolerance_s=MAX_WEBHOOK_SKEW_S)
+    except SignatureError as exc:
+        return f"webhook-signature refused: {exc.reason}: {exc.detail}"
     return None

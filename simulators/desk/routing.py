@@ -12,10 +12,11 @@ from typing import Any
 from simulators.desk.auth import DeskCredentials
 from simulators.desk.errors import RequestRefusedError
 from simulators.desk.exchange import SimRequest, SimResponse
-from simulators.desk.store import Desk, IdempotencyCache, TicketStore
+from simulators.desk.store import Desk, IdempotencyCache, ProcessedIds, TicketStore
 
 __all__ = [
-    "DeskContext", "DeskSpec", "ErrorShape", "Handler", "Route", "guarded", "json_object", "route", "with_idempotency",
+    "DeskContext", "DeskSpec", "ErrorShape", "Handler", "HumanAction", "Route", "guarded", "json_object", "route",
+    "with_idempotency",
 ]
 
 
@@ -29,6 +30,7 @@ class DeskContext:
         uploads: uploaded attachments by token (Zendesk), bounded by the owner.
         credentials: what the desks accept.
         now: the simulator clock for this request (UTC).
+        processed: webhook message ids already applied (replays are refused).
     """
 
     store: TicketStore
@@ -36,6 +38,26 @@ class DeskContext:
     uploads: dict[str, dict[str, Any]]
     credentials: DeskCredentials
     now: datetime
+    processed: ProcessedIds
+
+
+@dataclass(frozen=True)
+class HumanAction:
+    """What a person does to a ticket in a desk's UI (``/_sim/act``).
+
+    Attributes:
+        ticket_id: the desk's id of the ticket.
+        action: ``acknowledge``, ``resolve``, ``reassign`` or ``comment``.
+        actor: the person's id in the desk (``agent-4711``).
+        text: the comment (``comment``).
+        assignee: the new assignee (``reassign``; default the actor).
+    """
+
+    ticket_id: str
+    action: str
+    actor: str
+    text: str | None = None
+    assignee: str | None = None
 
 
 Handler = Callable[[DeskContext, SimRequest, Mapping[str, str]], SimResponse]

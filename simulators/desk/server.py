@@ -9,11 +9,14 @@ keep-alive, disconnects and read timeouts), and enough throughput for the bridge
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
+
+import httpx
 
 from pdm_common.logs import get_logger
 from simulators.desk.app import DeskApp, Plan
@@ -196,6 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
             request = SimRequest.from_target(self.command, self.path, dict(self.headers.items()), body)
             plan = self.server.app.dispatch(request, datetime.now(UTC))
             path = request.path
+            if request.path.startswith("/_sim/"):
+                deliver_outgoing(self.server.app)
         if plan.delay_s > 0 and self.server.stopping.wait(plan.delay_s):
             self.close_connection = True
             return
@@ -225,6 +230,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
+OUTGOING_TIMEOUT_S = 5.0
+"""Bound on one outgoing webhook (PagerDuty v3) to its subscriber."""
+
+
+def deliver_outgoing(app: DeskApp) -> list[int | None]:
+    """POST the desks' queued outgoing webhooks; the status of each (None when unreachable)."""
+    statuses: list[int | None] = []
+    for url, body, headers in app.outgoing.take():
+        try:
+            statuses.append(httpx.post(url, content=body, headers=headers, timeout=OUTGOING_TIMEOUT_S).status_code)
+        except httpx.HTTPError as exc:
+            statuses.append(None)
+            _log.warning("desk_sim.webhook_failed", url=url, error=type(exc).__name__)
+    return statuses
+
+
 class DeskSimulator:
     """The service-desk simulator on a real socket, served from a background thread.
 
@@ -240,6 +261,7 @@ class DeskSimulator:
         credentials: what the desks accept (defaults in docs/desk-simulator.md).
         faults: the start-up fault switches.
         max_body_bytes: larger request bodies are answered 413.
+        tls: serve HTTPS with this server context (tests of certificate verification).
     """
 
     def __init__(
@@ -251,9 +273,11 @@ class DeskSimulator:
         credentials: DeskCredentials | None = None,
         faults: FaultConfig | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._address = (host, port)
         self._max_body_bytes = max_body_bytes
+        self._tls = tls
         self.app = DeskApp(credentials=credentials, faults=faults, seed=seed)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -268,13 +292,16 @@ class DeskSimulator:
         if self._server is None:
             raise RuntimeError("DeskSimulator is not started; call start() or use it as a context manager")
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self._tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> Self:
         """Bind and serve from a daemon thread; returns self."""
         if self._server is not None:
             return self
         self._server = _Server(self._address, self.app, self._max_body_bytes)
+        if self._tls is not None:
+            # A failed handshake raises from accept(); socketserver logs nothing and serves on.
+            self._server.socket = self._tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S},
                                         name="desk-sim", daemon=True)
         self._thread.start()
@@ -329,3 +356,19 @@ class DeskSimulator:
     def reset(self) -> None:
         """Forget everything received; faults and seed back to the start-up values."""
         self.app.reset()
+
+    def act(self, desk: Desk | str, ticket_id: str, action: str, *, actor: str = "agent-4711",
+            text: str | None = None, assignee: str | None = None) -> dict[str, Any]:
+        """A person acts in the desk (see ``/_sim/act``); PagerDuty's webhook is sent before this returns."""
+        result = self.app.act(Desk(desk), ticket_id, action, actor=actor, now=datetime.now(UTC), text=text,
+                              assignee=assignee)
+        result["webhooks"] = deliver_outgoing(self.app)
+        return result
+
+    def set_settings(self, *, search_lag_s: float | None = None, pagerduty_webhook_url: str | None = None) -> None:
+        """Jira's search lag and PagerDuty's webhook subscriber (see ``POST /_sim/settings``)."""
+        self.app.set_settings(search_lag_s=search_lag_s, pagerduty_webhook_url=pagerduty_webhook_url)
+
+    def add_record(self, table: str, fields: dict[str, str]) -> str:
+        """Add a ServiceNow record (``sys_user``, ``cmdb_ci``, ``cmn_location``); returns its sys_id."""
+        return self.app.add_record(table, fields)

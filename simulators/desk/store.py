@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from simulators.desk.errors import RequestRefusedError
-from simulators.desk.exchange import SimResponse
+from simulators.desk.exchange import SimRequest, SimResponse
 
 __all__ = [
     "Desk",
@@ -24,6 +24,8 @@ __all__ = [
     "IdempotencyHit",
     "Op",
     "Operation",
+    "Outgoing",
+    "ProcessedIds",
     "RequestLog",
     "Ticket",
     "TicketStore",
@@ -43,6 +45,13 @@ MAX_IDEMPOTENCY_KEYS = 10_000
 
 MAX_REQUEST_LOG = 2_000
 """Recent requests kept for /_sim/requests: enough for any test, bounded for long demos."""
+
+MAX_LOGGED_BODY = 32 * 1024
+"""Request bodies kept in the log for validation against the vendors' descriptions; longer ones are cut and
+marked ``body_truncated`` (a ticket brief is a few KiB)."""
+
+MAX_EVENTS = 20_000
+"""Change events kept for incremental exports."""
 
 
 class Desk(StrEnum):
@@ -120,7 +129,8 @@ class Ticket:
             "labels": list(self.labels),
             "status": self.status,
             "created_at": self.created_at.isoformat(),
-            "fields": self.fields,
+            "fields": {k: v for k, v in self.fields.items() if not k.startswith("_")},
+            "comments": self.comments,
             "history": [op.to_json() for op in self.history],
         }
 
@@ -130,11 +140,33 @@ def _storage_full(what: str) -> RequestRefusedError:
 
 
 class TicketStore:
-    """Tickets of all desks, in creation order, with per-desk sequence numbers."""
+    """Tickets of all desks, in creation order, with per-desk sequence numbers, plus the desks' own records
+    (users, customers, configuration items) by table.
 
-    def __init__(self) -> None:
+    Attributes:
+        search_lag_s: how long a new Jira issue stays invisible to search (eventual consistency).
+    """
+
+    def __init__(self, search_lag_s: float = 0.0, instance_salt: int = 0) -> None:
         self._tickets: dict[tuple[Desk, str], Ticket] = {}
         self._counters: dict[str, int] = {}
+        self.search_lag_s = search_lag_s
+        self.instance_salt = instance_salt
+        """Varies per simulated instance what real instances vary (Jira transition ids)."""
+        self.records: dict[str, dict[str, dict[str, Any]]] = {}
+        """Other records by table then id (``sys_user``, ``cmdb_ci``, ``zendesk_users``, ``jira_users`` …)."""
+        self.events: list[dict[str, Any]] = []
+        """Change events for incremental exports (Zendesk ticket events), oldest first, bounded."""
+
+    def table(self, name: str) -> dict[str, dict[str, Any]]:
+        """The records of ``name`` (created empty on first use)."""
+        return self.records.setdefault(name, {})
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        """Append a change event; the oldest fall off beyond ``MAX_EVENTS``."""
+        self.events.append(event)
+        if len(self.events) > MAX_EVENTS:
+            del self.events[: len(self.events) - MAX_EVENTS]
 
     def next_number(self, counter: str) -> int:
         """The next value (1, 2, …) of a named sequence (ticket numbers, comment ids, tokens)."""
@@ -229,15 +261,47 @@ class IdempotencyCache:
             self._entries.popitem(last=False)
 
 
+class ProcessedIds:
+    """Webhook message ids already applied, remembered ``memory_s`` (bounded: the oldest go first).
+
+    Recorded only after the message was applied, so a message that failed (a 404 for an unknown
+    ticket) can be retried under the same id.
+    """
+
+    def __init__(self, memory_s: float, max_ids: int = 100_000) -> None:
+        self._memory_s = memory_s
+        self._max_ids = max_ids
+        self._ids: OrderedDict[str, float] = OrderedDict()
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._ids
+
+    def add(self, message_id: str, now_s: float) -> None:
+        """Remember ``message_id`` as applied at ``now_s``."""
+        self._ids[message_id] = now_s
+        while self._ids:
+            oldest, at = next(iter(self._ids.items()))
+            if now_s - at <= self._memory_s and len(self._ids) <= self._max_ids:
+                break
+            del self._ids[oldest]
+
+
 class RequestLog:
     """The most recent requests and what the simulator answered."""
 
     def __init__(self, maxlen: int = MAX_REQUEST_LOG) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
 
-    def add(self, *, at: datetime, method: str, path: str, desk: Desk | None, status: int | None, outcome: str) -> None:
-        """Append one entry (the oldest falls off beyond the bound)."""
-        self._entries.append({"at": at.isoformat(), "method": method, "path": path,
+    def add(self, *, at: datetime, request: SimRequest, desk: Desk | None, status: int | None, outcome: str) -> None:
+        """Append one entry with the request's query and (JSON or text) body (the oldest falls off beyond the bound)."""
+        ctype = request.header("content-type") or ""
+        textual = not request.body or "json" in ctype or ctype.startswith("text/")
+        body = request.body[:MAX_LOGGED_BODY].decode("utf-8", errors="replace") if textual else None
+        self._entries.append({"at": at.isoformat(), "method": request.method, "path": request.path,
+                              "query": {k: list(v) for k, v in request.query.items()}, "content_type": ctype,
+                              "body": body, "body_bytes": len(request.body),
+                              "body_truncated": len(request.body) > MAX_LOGGED_BODY,
+                              "headers": {k: v for k, v in request.headers.items() if k.startswith("webhook-")},
                               "desk": desk.value if desk else None, "status": status, "outcome": outcome})
 
     def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
@@ -247,3 +311,25 @@ class RequestLog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class Outgoing:
+    """Webhooks the simulated desks send (PagerDuty v3) until the socket shell delivers them. Bounded."""
+
+    def __init__(self) -> None:
+        self.pagerduty_url: str | None = None
+        self._queue: deque[tuple[str, bytes, dict[str, str]]] = deque(maxlen=MAX_REQUEST_LOG)
+
+    def send(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        """Queue one POST."""
+        self._queue.append((url, body, headers))
+
+    def take(self) -> list[tuple[str, bytes, dict[str, str]]]:
+        """Everything queued, oldest first (the queue is emptied)."""
+        items = list(self._queue)
+        self._queue.clear()
+        return items
+
+    def clear(self) -> None:
+        """Forget what is queued."""
+        self._queue.clear()

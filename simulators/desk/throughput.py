@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from simulators.desk.auth import DeskCredentials, sign_webhook
+from simulators.desk.auth import DeskCredentials, webhook_headers
 from simulators.desk.server import DeskSimulator
 
 __all__ = ["measure"]
@@ -36,8 +36,7 @@ def _client_loop(url: str, creds: DeskCredentials, worker: int, count: int, late
                 created.raise_for_status()
             else:
                 body = json.dumps({"dedup_key": key, "action": "opened", "title": key, "priority": "high"}).encode()
-                headers = {"X-PDM-Signature": sign_webhook(creds.webhook_secret, body),
-                           "X-PDM-Timestamp": str(int(time.time())), "Idempotency-Key": key}
+                headers = webhook_headers(creds.webhook_secret, key, int(time.time()), body)
                 client.post("/webhook", content=body, headers=headers).raise_for_status()
             latencies_s.append(time.perf_counter() - started)
 

@@ -1,8 +1,15 @@
-"""The generic signed webhook: ``POST /webhook`` with an HMAC-signed generic ticket body.
+"""The generic signed webhook: ``POST /webhook``, a verifying Standard Webhooks receiver.
 
-Contract (docs/desk-simulator.md): ``X-PDM-Signature: sha256=<hex HMAC-SHA256(secret, raw body)>``,
-``X-PDM-Timestamp`` epoch seconds within 300 s, optional ``Idempotency-Key``; body
-``{dedup_key, action: opened|updated|resolved, title, priority, ...}`` kept verbatim.
+This is the receiver example of docs/bridge.md ("Webhook signing") as running code. In order:
+
+1. ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` must be present; the timestamp
+   within five minutes of the clock (**401** ``stale`` otherwise); the signature
+   ``v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{raw body}")>`` must match (**401**);
+2. an id already processed is a replay: **409** ``{"error": "replayed"}``, nothing applied (the ids
+   are kept for :data:`REPLAY_MEMORY_S`, far beyond the timestamp window, so a sender's own late
+   retry of the same id is recognised too);
+3. the body ``{dedup_key, action: opened|updated|resolved, title, priority, ...}`` is applied and kept
+   verbatim; the id is remembered only after it was applied.
 """
 
 from __future__ import annotations
@@ -14,10 +21,14 @@ from typing import Any
 from simulators.desk.auth import webhook_auth_error
 from simulators.desk.errors import RequestRefusedError
 from simulators.desk.exchange import SimRequest, SimResponse
-from simulators.desk.routing import DeskContext, DeskSpec, json_object, route, with_idempotency
+from simulators.desk.routing import DeskContext, DeskSpec, json_object, route
 from simulators.desk.store import Desk, Op, Ticket
 
-__all__ = ["WEBHOOK"]
+__all__ = ["REPLAY_MEMORY_S", "WEBHOOK"]
+
+REPLAY_MEMORY_S = 7 * 86_400.0
+"""Processed ids are remembered a week: longer than any sender retries one event (the bridge gives up
+after ``retry.max_attempts`` with a 300 s cap, about two and a half hours by default)."""
 
 _REQUIRED = ("dedup_key", "action", "title", "priority")
 
@@ -29,8 +40,7 @@ class _Action(StrEnum):
 
 
 def _error(status: int, message: str) -> SimResponse:
-    codes = {400: "invalid_body", 401: "unauthorized", 404: "unknown_dedup_key", 422: "idempotency_key_reused",
-             429: "rate_limited"}
+    codes = {400: "invalid_body", 401: "unauthorized", 404: "unknown_dedup_key", 409: "replayed", 429: "rate_limited"}
     return SimResponse.json(status, {"error": codes.get(status, "server_error"), "detail": message})
 
 
@@ -74,16 +84,18 @@ def _apply(ctx: DeskContext, action: _Action, body: dict[str, Any]) -> SimRespon
 
 
 def _post(ctx: DeskContext, request: SimRequest, _params: Mapping[str, str]) -> SimResponse:
-    refused = webhook_auth_error(request, ctx.credentials.webhook_secret, ctx.now.timestamp())
+    now = ctx.now.timestamp()
+    refused = webhook_auth_error(request, ctx.credentials.webhook_secret, now)
     if refused is not None:
         raise RequestRefusedError(_error(401, refused))
-
-    def handle() -> SimResponse:
-        action, body = _parse(request)
-        return _apply(ctx, action, body)
-
-    return with_idempotency(ctx, request, scope="webhook", handle=handle, error=_error, mismatch_status=422,
-                            hit_headers={"X-Idempotency-Replayed": "true"}, miss_headers={})
+    message_id = request.header("webhook-id") or ""
+    if message_id in ctx.processed:
+        raise RequestRefusedError(SimResponse.json(409, {"error": "replayed",
+                                                         "detail": f"message {message_id!r} was already processed"}))
+    action, body = _parse(request)
+    answer = _apply(ctx, action, body)
+    ctx.processed.add(message_id, now)
+    return answer
 
 
 WEBHOOK = DeskSpec(desk=Desk.WEBHOOK, routes=(route("POST", r"/webhook", _post),), error=_error)

@@ -1,20 +1,28 @@
-"""Checkpoints: atomic round trip, and corrupt or incompatible files re-warm instead of crashing."""
+"""Per-asset checkpoints: round trip, the outbox ledger after a crash, and files that cost one re-warm.
+
+The safety of the format (what a checkpoint may reference, hostile files) is in
+test_checkpoint_safety.py.
+"""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from edge_agent import checkpoint
-from edge_agent.engine import DetectionEngine
+from edge_agent.checkpoint import CheckpointRefused, CheckpointStore
+from edge_agent.engine import MODEL_VERSION, DetectionEngine
 from edge_agent.errors import CheckpointError
-from pdm_common.contracts import EventType
+from edge_agent.outbox import AlertRef, Outbox, OutboxEntry
+from pdm_common.contracts import AlertEvent, EventType
 from tests.agent_core.conftest import alerts, feed, new_engine
 from tests.agent_core.synthetic import HeatPumpStream, leak
 
 LEAK = HeatPumpStream(injections=[leak(24 * 2, 3.0)])
+KEY = (LEAK.site, LEAK.asset)
 
 
 @pytest.fixture(scope="module")
@@ -24,70 +32,139 @@ def with_open_alert() -> DetectionEngine:
     return engine
 
 
+def _store(tmp_path: Path, agent_version: str = "0.3.0") -> CheckpointStore:
+    return CheckpointStore(tmp_path / "assets.sqlite3", model_version=MODEL_VERSION, agent_version=agent_version)
+
+
+def _save(store: CheckpointStore, engine: DetectionEngine) -> None:
+    refs = engine.shared_refs()
+    store.save([(k, checkpoint.encode(engine.snapshot(k), refs)) for k in engine.take_dirty()])
+
+
+def _restored(store: CheckpointStore, agent_version: str = "0.3.7") -> DetectionEngine:
+    engine = DetectionEngine(new_engine().settings, gateway="gw-test", agent_version=agent_version)
+    for key in store.asset_keys():
+        engine.restore(key, checkpoint.decode(store.load(key).state, engine.shared_refs()))
+    return engine
+
+
 def test_round_trip_keeps_learning_and_open_alerts(tmp_path: Path, with_open_alert: DetectionEngine) -> None:
-    path = tmp_path / "engine.ckpt"
-    size = checkpoint.save(path, with_open_alert)
-    assert size == path.stat().st_size and not (tmp_path / "engine.ckpt.tmp").exists()
-    restored = checkpoint.load(path, agent_version="0.3.7")
-    assert restored is not None
-    assert restored.agent_version == "0.3.7"
+    store = _store(tmp_path)
+    with_open_alert.mark_dirty([KEY])
+    _save(store, with_open_alert)
+    restored = _restored(store)
     before = with_open_alert.open_alerts()
     assert [e.alert_id for e in restored.open_alerts()] == [e.alert_id for e in before]
     assert restored.asset_states()[0].warmup_progress == 1.0
+    # The running engine's settings apply to the restored asset (restore re-tunes it).
+    assert restored.snapshot(KEY).detector.tuning.hysteresis == restored.settings.hysteresis  # type: ignore[attr-defined]
     # After the restart the alert goes on: same id, event_seq continues, no second "opened".
     later = alerts(feed(restored, LEAK, 24 * 1.5, start_h=24 * 3.5))
     assert later and all(e.event is not EventType.OPENED for e in later)
     assert later[0].alert_id == before[0].alert_id and later[0].event_seq == before[0].event_seq + 1
 
 
-def test_missing_checkpoint_is_none(tmp_path: Path) -> None:
-    assert checkpoint.load(tmp_path / "absent.ckpt") is None
-
-
-@pytest.mark.parametrize("damage", ["flip_payload", "truncate", "garbage", "bad_header"])
-def test_corrupt_checkpoint_is_none_and_the_asset_rewarms(tmp_path: Path, damage: str) -> None:
-    path = tmp_path / "engine.ckpt"
+def test_only_changed_assets_are_dirty() -> None:
     engine = new_engine()
-    feed(engine, HeatPumpStream(), 30)
-    checkpoint.save(path, engine)
-    blob = bytearray(path.read_bytes())
-    if damage == "flip_payload":
-        blob[-10] ^= 0xFF
-    elif damage == "truncate":
-        del blob[len(blob) // 2 :]
-    elif damage == "garbage":
-        blob = bytearray(b"\x00" * 64)
-    else:
-        blob[len(checkpoint.MAGIC)] = ord("[")
-    path.write_bytes(bytes(blob))
-    assert checkpoint.load(path) is None
-    fresh = new_engine()  # what the app does on None: start over; the asset warms up again
-    feed(fresh, HeatPumpStream(), 1)
-    assert fresh.asset_states()[0].warmup_progress < 1.0
+    other = HeatPumpStream(asset="hp-0002", seed=9)
+    feed(engine, LEAK, 2)
+    feed(engine, other, 2)
+    assert sorted(engine.take_dirty()) == sorted([KEY, (other.site, other.asset)])
+    assert engine.take_dirty() == []
+    feed(engine, other, 0.1, start_h=2)
+    assert engine.take_dirty() == [(other.site, other.asset)]
 
 
-def _rewrite_header(path: Path, **changes: object) -> None:
-    blob = path.read_bytes()
-    start = len(checkpoint.MAGIC)
-    end = blob.index(b"\n", start)
-    header = json.loads(blob[start:end])
-    header.update(changes)
-    path.write_bytes(blob[:start] + json.dumps(header).encode() + blob[end:])
-
-
-@pytest.mark.parametrize(
-    ("changes", "running"),
-    [({"format": 99}, None), ({"model": "0"}, None), ({"agent_version": "0.2.9"}, "0.3.0")],
-)
-def test_version_mismatch_is_none(tmp_path: Path, changes: dict[str, object], running: str | None) -> None:
-    path = tmp_path / "engine.ckpt"
+def test_ledger_catches_a_stale_checkpoint_up_after_a_crash(tmp_path: Path) -> None:
+    """kill -9 between two checkpoints: the restored model is behind its alert; the outbox ledger is not."""
     engine = new_engine()
-    feed(engine, HeatPumpStream(), 1)
-    checkpoint.save(path, engine)
-    _rewrite_header(path, **changes)
-    assert checkpoint.load(path, agent_version=running) is None
+    events = feed(engine, LEAK, 24 * 2.6)
+    assert alerts(events), "the leak must have opened an alert by now"
+    store = _store(tmp_path)
+    _save(store, engine)  # the last checkpoint before the crash
+    box = Outbox(tmp_path / "outbox.sqlite3", max_rows=1000)
+    later = alerts(feed(engine, LEAK, 24 * 1.5, start_h=24 * 2.6))
+    assert later, "the alert moved on after the checkpoint (updates), or the test proves nothing"
+    box.put_many([OutboxEntry("t", ev.to_json(), 1, False, ev.event.value,
+                              AlertRef(ev.alert_id, ev.site, ev.asset, ev.event_seq)) for ev in later])
+    box.close()
+    # --- crash: nothing of the engine survives but the checkpoint and the outbox file ---
+    restored = _restored(store)
+    box = Outbox(tmp_path / "outbox.sqlite3", max_rows=1000)
+    for record in box.alerts():
+        assert restored.adopt(AlertEvent.from_json(record.payload, max_bytes=1 << 20))
+    after = alerts(feed(restored, LEAK, 24 * 1.0, start_h=24 * 4.1))
+    newest = {ev.alert_id: ev.event_seq for ev in later}
+    assert after, "the alert goes on after the restart"
+    for ev in after:
+        assert ev.event is not EventType.OPENED, f"re-opened under a new id: {ev.alert_id}"
+        assert ev.alert_id in newest and ev.event_seq > newest[ev.alert_id], "an event_seq was reused"
+        newest[ev.alert_id] = ev.event_seq
 
 
-def test_unwritable_directory_is_a_checkpoint_error(tmp_path: Path) -> None:
+def test_adopting_an_event_the_checkpoint_already_has_changes_nothing(with_open_alert: DetectionEngine) -> None:
+    newest = with_open_alert.open_alerts()[0]
+    assert not with_open_alert.adopt(newest)
+
+
+def test_corrupt_row_is_refused_and_only_that_asset_rewarms(tmp_path: Path) -> None:
+    engine = new_engine()
+    feed(engine, LEAK, 30)
+    feed(engine, HeatPumpStream(asset="hp-0002"), 30)
+    store = _store(tmp_path)
+    _save(store, engine)
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE assets SET state = substr(state, 1, 100) WHERE asset = ?", (LEAK.asset,))
+    db.commit()
+    db.close()
+    with pytest.raises(CheckpointRefused, match="checksum"):
+        store.load(KEY)
+    assert store.load(("site-a", "hp-0002")).state
+
+
+@pytest.mark.parametrize(("column", "value", "running"),
+                         [("format", 1, "0.3.0"), ("model", "0", "0.3.0"), ("agent_version", "0.2.9", "0.3.0")])
+def test_rows_of_another_version_are_discarded_at_once(tmp_path: Path, column: str, value: object,
+                                                       running: str) -> None:
+    engine = new_engine()
+    feed(engine, LEAK, 1)
+    store = _store(tmp_path)
+    _save(store, engine)
+    db = sqlite3.connect(store.path)
+    db.execute(f"UPDATE assets SET {column} = ?", (value,))
+    db.commit()
+    db.close()
+    assert _store(tmp_path, running).asset_keys() == []
+    assert _store(tmp_path, running).asset_keys() == []  # deleted, not refused again on every start
+
+
+def test_a_file_that_is_not_a_store_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "assets.sqlite3"
+    path.write_bytes(b"garbage" * 1000)
+    store = CheckpointStore(path, model_version=MODEL_VERSION, agent_version="0.3.0")
+    assert store.asset_keys() == []
+    assert list(tmp_path.glob("assets.sqlite3.corrupt-*"))
+
+
+def test_a_directory_that_is_a_file_is_a_checkpoint_error(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").write_text("not a directory")
     with pytest.raises(CheckpointError):
-        checkpoint.save(tmp_path / "missing-dir" / "engine.ckpt", new_engine())
+        CheckpointStore(tmp_path / "checkpoints" / "assets.sqlite3", model_version=MODEL_VERSION,
+                        agent_version="0.3.0")
+
+
+def test_validate_reports_what_would_be_refused(tmp_path: Path) -> None:
+    engine = new_engine()
+    feed(engine, LEAK, 2)
+    store = _store(tmp_path)
+    _save(store, engine)
+    bad = b"not a pickle"
+    store.save([(("site-a", "hp-bad"), bad)])
+    db = sqlite3.connect(store.path)
+    db.execute("UPDATE assets SET sha256 = ? WHERE asset = 'hp-bad'", (hashlib.sha256(bad).hexdigest(),))
+    db.commit()
+    db.close()
+    report = checkpoint.validate(store.path, model_version=MODEL_VERSION)
+    assert report.assets == 2
+    assert [key for key, _why in report.refused] == [("site-a", "hp-bad")]
+    assert checkpoint.validate(tmp_path / "absent.sqlite3").assets == 0

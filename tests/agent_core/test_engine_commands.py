@@ -101,10 +101,3 @@ def test_silence_marks_every_sensor_dropped_out() -> None:
     assert len(out) == 1 and isinstance(out[0], AssetState)
     assert {h.status for h in out[0].sensor_health} == {SensorStatus.DROPOUT}
     assert engine.tick(last + timedelta(minutes=20)) == []  # reported once
-
-
-def test_asset_limit_is_enforced() -> None:
-    engine = new_engine(max_assets=1)
-    feed(engine, HeatPumpStream(asset="hp-0001"), 0.1)
-    assert feed(engine, HeatPumpStream(asset="hp-0002"), 0.1) == []
-    assert [s.asset for s in engine.asset_states()] == ["hp-0001"]

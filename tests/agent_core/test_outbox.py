@@ -1,4 +1,7 @@
-"""The durable outbox: order, bound policy, persistence across reopen and SIGKILL."""
+"""The durable outbox: order, bound policy, persistence across reopen and SIGKILL, batched deletes.
+
+Disk failures and corrupt files are in test_outbox_faults.py.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from edge_agent.errors import OutboxError
-from edge_agent.outbox import Outbox, OutboxEntry, OutboxKind
+from edge_agent.outbox import AlertRef, Outbox, OutboxEntry, OutboxKind
 
 
 def entry(kind: OutboxKind, n: int, topic: str = "pdm/v1/s/a/alert") -> OutboxEntry:
@@ -32,7 +32,35 @@ def test_pending_is_oldest_first_and_ack_removes(tmp_path: Path) -> None:
     box.ack(ids[0])  # a second PUBACK for the same row is harmless
     assert payloads(box) == ["updated-2", "resolved-3"]
     assert [i.id for i in box.pending(1)] == [ids[1]]
+    assert [i.id for i in box.pending(10, after=ids[1])] == [ids[2]]
     assert box.put_many([]) == []
+    assert len(box) == 2
+
+
+def test_acks_are_deleted_together_at_commit_not_one_fsync_each(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path, max_rows=1000)
+    ids = box.put_many([entry("updated", n) for n in range(100)])
+    for row in ids[:60]:
+        box.ack(row)
+    assert len(box) == 40 and box.pending(1)[0].id == ids[60]  # gone from the queue at once …
+    assert _rows_on_disk(path) == 100  # … but not one write per PUBACK
+    box.commit()
+    assert _rows_on_disk(path) == 40
+    box.close()
+    again = Outbox(path, max_rows=1000)
+    assert len(again) == 40 and again.pending(1)[0].id == ids[60]
+
+
+def _rows_on_disk(path: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        (n,) = db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+    finally:
+        db.close()
+    return int(n)
 
 
 def test_new_state_supersedes_older_state_of_the_same_topic(tmp_path: Path) -> None:
@@ -69,11 +97,43 @@ def test_rows_survive_closing_and_reopening_the_file(tmp_path: Path) -> None:
     assert again.put_many([entry("resolved", 3)])[0] > again.pending(1)[0].id
 
 
-def test_a_file_that_is_not_a_database_is_an_outbox_error(tmp_path: Path) -> None:
+def test_the_ledger_keeps_the_newest_event_of_each_alert_past_its_puback(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", max_rows=100)
+    ids = box.put_many([alert_entry("opened", "s:a:T:leak", 1), alert_entry("updated", "s:a:T:leak", 2),
+                        alert_entry("opened", "s:b:T:stuck:m", 1)])
+    for row in ids:
+        box.ack(row)
+    box.commit()
+    assert len(box) == 0
+    assert [(r.alert_id, r.event_seq) for r in box.alerts()] == [("s:a:T:leak", 2), ("s:b:T:stuck:m", 1)]
+    box.put_many([alert_entry("resolved", "s:a:T:leak", 3)])
+    box.forget_resolved([("s", "a", box.last_id - 1)])  # a checkpoint taken before the resolve covers nothing
+    assert len(box.alerts()) == 2
+    box.forget_resolved([("s", "a", box.last_id), ("s", "b", box.last_id)])  # open alerts stay
+    assert [r.alert_id for r in box.alerts()] == ["s:b:T:stuck:m"]
+
+
+def alert_entry(kind: OutboxKind, alert_id: str, seq: int) -> OutboxEntry:
+    site, asset = alert_id.split(":")[:2]
+    return OutboxEntry(topic=f"pdm/v1/{site}/{asset}/alert", payload=f"{alert_id}#{seq}".encode(), qos=1,
+                       retain=False, kind=kind, alert=AlertRef(alert_id, site, asset, seq))
+
+
+def test_a_first_schema_outbox_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
     path = tmp_path / "outbox.db"
-    path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(OutboxError):
-        Outbox(path, max_rows=10)
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+            qos INTEGER NOT NULL, retain INTEGER NOT NULL, kind TEXT NOT NULL,
+            created_at REAL NOT NULL DEFAULT (julianday('now')));
+        INSERT INTO outbox (topic, payload, qos, retain, kind) VALUES ('t', CAST('opened-1' AS BLOB), 1, 0, 'opened');
+    """)
+    db.close()
+    box = Outbox(path, max_rows=10)
+    assert payloads(box) == ["opened-1"]
+    assert box.put_many([entry("updated", 2)]) == [2]
 
 
 _WRITER = """

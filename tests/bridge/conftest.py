@@ -13,7 +13,7 @@ from cloud_bridge.app import BridgeApp
 from cloud_bridge.config import BridgeSettings
 from pdm_common.settings import load_settings
 from simulators.desk.server import DeskSimulator
-from tests.bridge.samples import REPO, desk_settings
+from tests.bridge.samples import COMMAND_SECRET, REPO, desk_settings, gateways
 
 FAST_RETRY = {"base_s": 0.05, "cap_s": 0.3, "max_attempts": 8, "circuit_failures": 50, "circuit_open_s": 0.5}
 
@@ -35,6 +35,9 @@ def bridge_settings(tmp_path: Path, kind: str, url: str, mqtt: Any, **over: Any)
         "outbox": {"path": tmp_path / "outbox.db", "lease_s": 5.0},
         "retry": FAST_RETRY,
         "delivery": {"workers": 4, "poll_s": 0.05, "shutdown_grace_s": 5.0},
+        "gateways": gateways(),
+        "commands": {"key_id": "cloud-bridge", "secret": COMMAND_SECRET},
+        "sync": {"enabled": False},
     }
     base.update(over)
     return load_settings(BridgeSettings, None, **base)

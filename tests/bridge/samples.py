@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cloud_bridge.fault_actions import load_fault_actions
-from cloud_bridge.registry import AssetRecord, Contact
+from cloud_bridge.assets import AssetRecord, Contact
+from cloud_bridge.registry import load_fault_actions
 from cloud_bridge.ticket import MappingContext
 from cloud_bridge.urgency import CalendarPolicy
 from pdm_common.contracts import AlertEvent
 
 REPO = Path(__file__).resolve().parents[2]
+GATEWAY = "gw-17"
+GATEWAY_SECRET = "whsec_Z3ctMTctdGVzdC1zaWduaW5nLWtleS0xMjM0NTY3OA=="
+"""The alert-signing key of gw-17 in these tests (agent config [signing], bridge [gateways.gw-17])."""
+COMMAND_SECRET = "whsec_YnJpZGdlLWNvbW1hbmQta2V5LWZvci10ZXN0cy0xMjM="
+"""The bridge's command-signing key in these tests ([commands] secret)."""
 FIRST_SEEN = datetime(2026, 1, 14, 3, 10, tzinfo=UTC)  # a Wednesday
 SLA_HOURS = {"P1": 4.0, "P2": 8.0, "P3": 24.0, "P4": 72.0}
 
@@ -42,6 +48,18 @@ def alert(seq: int = 1, *, alert_id: str = "hp-0042:2026-01-14T03:10:00Z:refrige
     }
     base.update(over)
     return AlertEvent.model_validate(base)
+
+
+def signed(event: AlertEvent, *, secret: str = GATEWAY_SECRET, key_id: str = GATEWAY,
+           now_s: int = 1_768_363_800) -> AlertEvent:
+    """``event`` signed as its gateway's agent signs it (no freshness window: the time is arbitrary)."""
+    msg_id = hashlib.sha256(f"{event.alert_id}#{event.event_seq}".encode()).hexdigest()[:32]
+    return event.signed(key_id=key_id, secret=secret, msg_id=msg_id, now_s=now_s)
+
+
+def gateways() -> dict[str, Any]:
+    """The ``[gateways]`` table of the test bridges."""
+    return {GATEWAY: {"site": "oslo-north", "secret": GATEWAY_SECRET}}
 
 
 def record(**over: Any) -> AssetRecord:
@@ -75,8 +93,7 @@ def desk_settings(kind: str, url: str, **over: Any) -> dict[str, Any]:
         "webhook": {"path": "/webhook", "hmac_secret": "pdm-sim-webhook-secret"},
         "pagerduty": {"token": "0123456789abcdef0123456789abcdef"},
         "servicenow": {"username": "pdm.bridge", "token": "servicenow-password"},
-        "jsm": {"username": "bridge@example.com", "token": "jira-api-token", "request_type_id": "10",
-                "resolve_transition_id": "21", "reopen_transition_id": "31"},
+        "jsm": {"username": "bridge@example.com", "token": "jira-api-token", "request_type_id": "10"},
         "zendesk": {"username": "bridge@example.com/token", "token": "zendesk-api-token"},
     }[kind])
     base.update(over)

@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
+from cloud_bridge.assets import parse_registry
 from cloud_bridge.circuit import CircuitBreaker, CircuitState
 from cloud_bridge.config import BridgeSettings
 from cloud_bridge.errors import RegistryError
-from cloud_bridge.fault_actions import load_fault_actions
-from cloud_bridge.outbox import TicketRow
-from cloud_bridge.promises import due_warnings
-from cloud_bridge.registry import RegistryFile, parse_registry
-from cloud_bridge.ticket import TicketAction, action_for, map_alert
+from cloud_bridge.promises import TicketRow, due_warnings
+from cloud_bridge.registry import RegistryFile, load_fault_actions
+from cloud_bridge.ticket import Resolution, TicketAction, action_for, map_alert, resolution_of
 from cloud_bridge.urgency import Priority, assess
 from pdm_common.catalog import SENSOR_FAULT, FaultCode
 from pdm_common.errors import ConfigError
@@ -63,7 +62,9 @@ def test_sensor_fault_is_never_above_p3() -> None:
         ({}, TicketAction.OPEN),
         ({"event": "updated", "event_seq": 2}, TicketAction.UPDATE),
         ({"event": "updated", "event_seq": 2, "status": "reopened"}, TicketAction.REOPEN),
-        ({"event": "updated", "event_seq": 2, "status": "verifying"}, TicketAction.ACKNOWLEDGE),
+        ({"event": "updated", "event_seq": 2, "status": "verifying"}, TicketAction.VERIFY),
+        ({"event": "updated", "event_seq": 2, "status": "snoozed"}, TicketAction.ACKNOWLEDGE),
+        ({"event": "updated", "event_seq": 2, "status": "recovering"}, TicketAction.UPDATE),
         ({"event": "resolved", "event_seq": 3, "status": "resolved"}, TicketAction.RESOLVE),
     ],
 )
@@ -78,23 +79,79 @@ def test_ticket_carries_title_diagnosis_parts_and_customer_message() -> None:
     assert t.dedup_key == alert().alert_id
     assert any("R32" in p for p in t.parts) and t.checks
     assert t.customer_language == "no"
-    assert "kuldemedium" in t.customer_message and "kontakter deg innen" in t.customer_message
-    body = t.description()
-    for needle in ("72%", "suction_pressure_bar", "NA8-2021-004211", "warranty until 2026-09-14", "annual service"):
-        assert needle in body
-    assert t.sla_deadline == FIRST_SEEN + timedelta(hours=8)  # P2 with weekend 2 days out: 8 h
+    assert t.public_message is not None
+    assert "kuldemedium" in t.public_message and "kontakter deg innen" in t.public_message
+    body = t.brief
+    for needle in ("72%", "suction pressure: 2.1 bar (expected 2.9 bar: -0.8 bar, -28%)", "NA8-2021-004211",
+                   "under warranty until 14 Sep 2026", "annual service", "expansion valve fault (18%)"):
+        assert needle in body, needle
+    assert "sigma" not in body and "UTC" not in body  # units, not sigmas; local time, not UTC
+    # P2 (8 h) would be 11:10; half the pessimistic 40 h to failure is 20 h: the SLA stays 8 h.
+    assert t.sla_deadline == FIRST_SEEN + timedelta(hours=8)
+
+
+def test_customer_text_never_carries_personal_data_vulnerability_or_checklist() -> None:
+    rec = record(vulnerable_occupants=["elderly occupant (87)"], language="en")
+    for event in (alert(), alert(4, status="reopened", note="fix not confirmed"),
+                  alert(6, event="resolved", status="resolved", note="fix confirmed")):
+        t = map_alert(event, rec, now=WEDNESDAY, ctx=context())
+        assert t.public_message is not None
+        for secret in ("+47 912 34 567", "Storgata", "elderly", "87", "Leak-test", "R32", "Priority", "warranty"):
+            assert secret not in t.public_message, (secret, t.public_message)
+        if t.action is not TicketAction.RESOLVE:  # the technician's brief goes with open and reopen
+            assert "+47 912 34 567" in t.internal_note and "elderly occupant (87)" in t.internal_note
+
+
+def test_each_ending_has_its_own_message_and_updates_tell_the_customer_nothing() -> None:
+    rec = record(language="en")
+    texts = {}
+    for note, expected in (("fix confirmed", Resolution.FIXED), (None, Resolution.RECOVERED),
+                           ("baseline reset by operator", Resolution.RESET)):
+        event = alert(6, event="resolved", status="resolved", note=note)
+        assert resolution_of(event) is expected
+        texts[expected] = map_alert(event, rec, now=WEDNESDAY, ctx=context()).public_message
+    reopen = map_alert(alert(4, status="reopened", note="fix not confirmed"), rec, now=WEDNESDAY, ctx=context())
+    assert reopen.public_message is not None and "sorry" in reopen.public_message
+    assert len({*texts.values(), reopen.public_message}) == 4
+    assert "confirmed" in (texts[Resolution.FIXED] or "") and "by themselves" in (texts[Resolution.RECOVERED] or "")
+    for status in ("open", "recovering", "snoozed", "verifying"):
+        assert map_alert(alert(2, status=status), rec, now=WEDNESDAY, ctx=context()).public_message is None
+
+
+def test_the_promise_uses_the_pessimistic_estimate_and_contact_hours_in_the_customers_zone() -> None:
+    late = alert(emitted_at=datetime(2026, 1, 14, 19, 40, tzinfo=UTC), first_seen=datetime(2026, 1, 14, 19, 40,
+                                                                                              tzinfo=UTC),
+                 last_seen=datetime(2026, 1, 14, 19, 40, tzinfo=UTC), time_to_failure_h={"p50": 240, "p10": 60})
+    t = map_alert(late, record(language="en"), now=late.emitted_at or FIRST_SEEN, ctx=context())
+    assert t.public_message is not None
+    assert "within 2 days" in t.public_message  # p10 = 60 h, not the median's 10 days
+    assert "by Thursday 15 January at 08:00" in t.public_message  # 20:40 + 8 h is 04:40: nobody calls then
+    nyc = map_alert(late, record(language="en", timezone="America/New_York"), now=late.emitted_at or FIRST_SEEN,
+                    ctx=context())
+    assert "by Wednesday 14 January at 20:00" in (nyc.public_message or "")  # 03:40 NY: the evening before
+
+
+def test_unknown_kind_and_fault_give_an_honest_ticket_without_error() -> None:
+    odd = alert(kind="screw_chiller", probable_fault={"code": "bearing_whine_x", "confidence": 0.4},
+                contributors=[{"metric": "oil_pressure_bar", "value": 1.1, "expected": 2.0, "deviation": -3.0},
+                              {"metric": "vibration_kurtosis", "value": 5.5, "expected": 3.0, "deviation": 4.0}])
+    t = map_alert(odd, record(kind="screw_chiller", language="no"), now=WEDNESDAY, ctx=context())
+    assert "unclassified" in t.fault_name and "screw chiller" in t.title
+    assert "oil pressure: 1.1 bar" in t.brief and "vibration kurtosis: 5.5 (expected 3" in t.brief
+    assert t.public_message is not None and "anlegget" in t.public_message
 
 
 def test_english_message_says_what_next_and_when() -> None:
     t = map_alert(alert(), record(language="en"), now=WEDNESDAY, ctx=context())
-    assert t.customer_message.startswith("Hello Ingrid Hansen")
-    assert "will contact you by Wednesday 14 January at" in t.customer_message
+    assert t.public_message is not None and t.public_message.startswith("Hello Ingrid Hansen")
+    assert "will contact you by Wednesday 14 January at 12:10" in t.public_message
+    assert t.public_marker in t.public_message and t.internal_marker in t.internal_note
 
 
 def test_unknown_asset_still_gets_a_ticket() -> None:
     t = map_alert(alert(), None, now=WEDNESDAY, ctx=context())
-    assert "not in the asset registry" in t.description()
-    assert t.customer_language == "en"
+    assert "not in the asset registry" in t.brief
+    assert t.customer_language == "en" and t.public_message is None
 
 
 def test_contract_sla_caps_the_deadline_and_reopen_starts_a_new_promise() -> None:
@@ -103,7 +160,7 @@ def test_contract_sla_caps_the_deadline_and_reopen_starts_a_new_promise() -> Non
     reopened = alert(5, status="reopened", emitted_at=FIRST_SEEN + timedelta(days=3))
     r = map_alert(reopened, record(), now=WEDNESDAY, ctx=context())
     assert r.opened_at == FIRST_SEEN + timedelta(days=3)
-    assert "fix not confirmed" in (r.note or "")
+    assert "fix not confirmed" in r.internal_note
 
 
 def test_mapping_is_deterministic_for_the_same_event() -> None:
@@ -113,10 +170,10 @@ def test_mapping_is_deterministic_for_the_same_event() -> None:
 
 def test_fault_table_covers_every_fault_code() -> None:
     table = load_fault_actions(REPO / "config" / "fault-actions.toml")
-    for code in [*FaultCode, SENSOR_FAULT]:
+    for code in [*FaultCode, SENSOR_FAULT, "four_way_valve_leak", "eev_stuck_open", "unclassified"]:
         assert code in table, code
         assert table.for_code(code).checks
-    assert table.for_code("no_such_fault").checks  # generic fallback, never no ticket
+    assert table.for_code("no_such_fault") == table.for_code("unclassified")  # honest fallback, never no ticket
 
 
 def test_circuit_opens_after_threshold_and_admits_one_trial() -> None:
@@ -178,3 +235,21 @@ def test_config_error_names_field_and_hides_secret() -> None:
                                                           "token": "0123456789abcdef0123456789abcdef"}},
                       routing={"default": "pd"})
     assert "0123456789abcdef" not in repr(s)
+
+
+def test_plot_renders_threshold_stops_and_marks_even_when_the_alert_began_before_the_window() -> None:
+    from zoneinfo import ZoneInfo
+
+    from cloud_bridge.plot import PlotMarks, render_plot, stopped_spans
+
+    start = int((FIRST_SEEN + timedelta(days=1)).timestamp() * 1000)  # the data begins a day after the alert
+    points: list[list[float]] = [[start + 60_000 * i, 10.0 - 0.05 * i] for i in range(60)]
+    points += [[start + 60_000 * (60 + 240 + i), 7.0 - 0.05 * i] for i in range(30)]  # a 4 h stop
+    event = alert(probable_fault={"code": "low_flow", "confidence": 0.8},
+                  recent=[{"metric": "flow_lpm", "expected": 12.0, "points": points}])
+    assert stopped_spans([int(p[0]) for p in points]) == [(points[59][0], points[60][0])]
+    png = render_plot(event, PlotMarks(serviced_at=FIRST_SEEN + timedelta(days=1, hours=2),
+                                       reopened_at=FIRST_SEEN + timedelta(days=1, hours=6),
+                                       zone=ZoneInfo("Europe/Oslo")))
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert render_plot(alert()) is None  # no series: nothing to attach

@@ -78,10 +78,12 @@ def test_unexpected_error_in_the_loop_is_logged_goes_stale_and_the_loop_survives
     db = sqlite3.connect(app.settings.outbox.path, isolation_level=None, timeout=WAIT_S)
     try:
         with capture_logs() as logs:
-            # A row no release of the bridge could have written: leasing it fails outside OutboxError.
+            # A row no release of the bridge could have written (text in an integer column): leasing it
+            # fails outside OutboxError. (A corrupt payload is dead-lettered instead: test_outbox.py.)
             db.execute("INSERT INTO alerts (alert_id, desk, last_seq_seen) VALUES ('corrupt', 'main', 1)")
             db.execute("INSERT INTO events (alert_id, event_seq, event_type, desk, payload, enqueued_at,"
-                       " next_attempt_at) VALUES ('corrupt', 1, 'opened', 'main', '{not json', 0, 0)")
+                       " next_attempt_at, attempts) VALUES ('corrupt', 1, 'opened', 'main', ?, 0, 0, 'many')",
+                       (alert(1).to_json().decode(),))
             app.dispatcher.wake()
             assert _wait(lambda: any(e["event"] == "dispatch.loop_failed" for e in logs))
             assert _wait(lambda: _stale(watchdog, clock)), "a loop that keeps failing is not live"

@@ -16,7 +16,7 @@ import pytest
 from cloud_bridge.app import BridgeApp
 from simulators.desk.server import DeskSimulator
 from tests.bridge.conftest import bridge_settings
-from tests.bridge.samples import REPO, alert
+from tests.bridge.samples import REPO, alert, gateways, signed
 from tests.mqtt_helpers import Publisher
 from tests.waiting import wait_until
 
@@ -27,7 +27,7 @@ def _alert_payloads(n: int, tag: str) -> list[tuple[str, bytes]]:
     out = []
     for i in range(n):
         a = alert(1, alert_id=f"hp-{i:04d}:{tag}:low_flow", asset=f"hp-{i:04d}")
-        out.append((f"pdm/v1/{a.site}/{a.asset}/alert", a.to_json()))
+        out.append((f"pdm/v1/{a.site}/{a.asset}/alert", signed(a).to_json()))
     return out
 
 
@@ -79,6 +79,8 @@ def test_kill_9_mid_delivery_still_gives_exactly_one_ticket_per_alert(
                  "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "desks": {"main": {"kind": "webhook", "base_url": desk_sim.url, "path": "/webhook",
                            "hmac_secret": "pdm-sim-webhook-secret", "timeout_s": 2.0}},
+        "gateways": gateways(),
+        "sync": {"enabled": False},
         # A fixed metrics port would collide with any other bridge on the machine (parallel test runs).
         "metrics": {"enabled": False},
         "outbox": {"path": str(tmp_path / "outbox.db"), "lease_s": 30.0},
@@ -89,9 +91,11 @@ def test_kill_9_mid_delivery_still_gives_exactly_one_ticket_per_alert(
     path.write_text(_toml(cfg), encoding="utf-8")
     cmd = [sys.executable, "-m", "cloud_bridge.cli", "--config", str(path), "run"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "bridge.log"
 
     def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with log.open("ab") as out:
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=out)
 
     proc = spawn()
     try:

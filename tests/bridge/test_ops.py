@@ -28,7 +28,7 @@ from pdm_common.systemd import Notifier, Watchdog
 from simulators.broker import free_port
 from simulators.desk.server import DeskSimulator
 from tests.bridge.conftest import bridge_settings
-from tests.bridge.samples import REPO, alert, desk_settings
+from tests.bridge.samples import REPO, alert, desk_settings, gateways, signed
 from tests.bridge.test_end_to_end import _toml
 from tests.conftest import BrokerInfo
 from tests.deploy.notify_socket import NotifySocket
@@ -59,6 +59,8 @@ def _config(tmp_path: Path, desk_sim: DeskSimulator, broker: BrokerInfo, **over:
         "mqtt": {"host": broker.host, "port": broker.port, "protocol": broker.protocol,
                  "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
         "desks": {"main": desk_settings("webhook", desk_sim.url)},
+        "gateways": gateways(),
+        "sync": {"enabled": False},
         "outbox": {"path": str(tmp_path / "outbox.db")},
         "retry": {"base_s": 0.05, "cap_s": 0.5},
         "delivery": {"workers": 2, "poll_s": 0.05, "shutdown_grace_s": 5.0},
@@ -116,7 +118,7 @@ def _deliver(pub: Publisher, desk_sim: DeskSimulator, alert_id: str) -> dict[str
 
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        pub.send(topic, event.to_json())
+        pub.send(topic, signed(event).to_json())
         if _wait(lambda: ticket() is not None, 1.0):
             found = ticket()
             assert found is not None
@@ -141,7 +143,8 @@ def test_run_reports_ready_feeds_watchdog_serves_metrics_and_stops_cleanly(
         body = httpx.get(bridge.metrics_url, timeout=5.0).text
         assert _sample(body, 'pdm_bridge_delivery_attempts_total{desk="main",outcome="delivered"}') == 1.0
         assert _sample(body, 'pdm_bridge_delivery_latency_seconds_count{desk="main"}') == 1.0
-        assert _sample(body, 'pdm_bridge_alerts_total{outcome="accepted"}') == 1.0
+        assert _sample(body, 'pdm_bridge_alert_outcomes_total{outcome="accepted"}') == 1.0
+        assert _sample(body, "pdm_bridge_alerts_received_total") == 1.0
         assert _sample(body, 'pdm_bridge_circuit_open{desk="main"}') == 0.0
         assert bridge.stop() == 0
         assert "STOPPING=1" in notify.wait_for("STOPPING=1")[-1]
@@ -271,7 +274,8 @@ def test_watchdog_probes_and_gauges_in_process(
     r = app.metrics.registry
     assert stats.depth == 0 and r.get_sample_value("pdm_bridge_outbox_depth") == 0
     assert r.get_sample_value("pdm_bridge_delivery_attempts_total", {"desk": "main", "outcome": "delivered"}) == 1
-    assert r.get_sample_value("pdm_bridge_alerts_total", {"outcome": "accepted"}) == 1
+    assert r.get_sample_value("pdm_bridge_alert_outcomes_total", {"outcome": "accepted"}) == 1
+    assert r.get_sample_value("pdm_bridge_outbox_desk_depth", {"desk": "main"}) == 0
     assert r.get_sample_value("pdm_bridge_circuit_open", {"desk": "main"}) == 0
 
 

@@ -91,8 +91,8 @@ def run_with_kills(rig: Rig, *, seed: int, kills: int) -> ChaosOutcome:
     bridge = Service("bridge", "cloud_bridge.cli", bridge_cfg, rig.workdir).start()
     recovery: list[float] = []
     checkpoint = rig.workdir / "agent-state" / "checkpoints" / "engine.ckpt"
-    watcher = Watcher(rig.broker.settings("cloud-bridge"), "pdm/v1/+/+/alert", "pdm/v1/+/+/state")
-    with watcher, Sensors(rig.broker.settings("sensors-oslo-north")) as sensors:
+    watcher = Watcher(rig.broker.settings("svc.cloud-bridge"), "pdm/v1/+/+/alert", "pdm/v1/+/+/state")
+    with watcher, Sensors(rig.broker.settings("sensors.oslo-north")) as sensors:
         assert wait_until(lambda: _ready(agent_port), 60), agent.log()[-3000:]
         assert wait_until(lambda: _bridge_ready(bridge_port), 60), bridge.log()[-3000:]
         sensors.send(messages[:calm])
@@ -140,7 +140,7 @@ def run_with_kills(rig: Rig, *, seed: int, kills: int) -> ChaosOutcome:
         report = check_tickets(rig.desk.tickets("webhook"), published)
         latest = _latest_states(watcher)
         exit_codes = {"agent": agent.stop(), "bridge": bridge.stop()}
-    restored = [int(n) for n in re.findall(r"event='agent.starting'.*?assets_restored=(\d+)", agent.log())]
+    restored = [int(n) for n in re.findall(r"event=agent.starting .*?assets_restored=(\d+)", agent.log())]
     return ChaosOutcome(
         report=report, published=published, gaps=contiguous(published), conflicts=conflicting_copies(watcher.alerts()),
         agent_kills=kills, bridge_kills=kills, recovery_s=recovery,

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cloud_bridge.metrics import BridgeMetrics, DeliveryOutcome
-from edge_agent.metrics import AgentMetrics
+from edge_agent.metrics import AgentMetrics, AssetGauges
 from pdm_common.contracts import Severity
 from pdm_common.errors import ConfigError
 from pdm_common.metrics import start_metrics_server
@@ -27,7 +27,7 @@ def test_agent_metrics_families() -> None:
     m.detector_latency.observe(0.0004)
     m.set_open_alerts({Severity.MAJOR: 2})
     m.outbox.observe(5, 12.5)
-    m.warmup.labels(asset="hp-0042").set(0.25)
+    m.assets.publish({("s1", "hp-0042"): AssetGauges(health_score=0.9, warmup_ratio=0.25, last_seen_s=1.7e9)})
     r = m.registry
     assert _value(r, "pdm_agent_messages_received_total", channel="telemetry") == 3
     assert _value(r, "pdm_agent_messages_valid_total", channel="telemetry") == 2
@@ -37,17 +37,19 @@ def test_agent_metrics_families() -> None:
     assert _value(r, "pdm_agent_open_alerts", severity="critical") == 0
     assert _value(r, "pdm_agent_outbox_depth") == 5
     assert _value(r, "pdm_agent_outbox_oldest_age_seconds") == 12.5
-    assert _value(r, "pdm_agent_model_warmup_ratio", asset="hp-0042") == 0.25
+    assert _value(r, "pdm_agent_asset_warmup_ratio", site="s1", asset="hp-0042") == 0.25
+    assert _value(r, "pdm_agent_asset_health_score", site="s1", asset="hp-0042") == 0.9
+    assert _value(r, "pdm_agent_asset_last_seen_timestamp_seconds", site="s1", asset="hp-0042") == 1.7e9
     m.outbox.observe(0, None)
     assert _value(r, "pdm_agent_outbox_oldest_age_seconds") == 0
-    m.forget_asset("hp-0042")
-    assert _value(r, "pdm_agent_model_warmup_ratio", asset="hp-0042") is None
+    m.assets.publish({})  # the asset left the engine: its series go with it
+    assert _value(r, "pdm_agent_asset_warmup_ratio", site="s1", asset="hp-0042") is None
 
 
 def test_two_instances_do_not_collide() -> None:
     a, b = AgentMetrics(), AgentMetrics()
     a.ingest.received.labels(channel="telemetry").inc()
-    assert _value(b.registry, "pdm_agent_messages_received_total", channel="telemetry") is None
+    assert _value(b.registry, "pdm_agent_messages_received_total", channel="telemetry") == 0  # pre-bound, not shared
     BridgeMetrics()
     BridgeMetrics()
 
@@ -60,7 +62,8 @@ def test_bridge_delivery_metrics() -> None:
     r = m.registry
     assert _value(r, "pdm_bridge_delivery_attempts_total", desk="zd", outcome="delivered") == 1
     assert _value(r, "pdm_bridge_delivery_attempts_total", desk="zd", outcome="retryable") == 1
-    assert _value(r, "pdm_bridge_delivery_failures_total", desk="zd") == 2
+    assert _value(r, "pdm_bridge_delivery_failures_total", desk="zd", reason="retryable") == 1
+    assert _value(r, "pdm_bridge_delivery_failures_total", desk="zd", reason="permanent") == 1
     assert _value(r, "pdm_bridge_delivery_latency_seconds_count", desk="zd") == 3
 
 

@@ -61,11 +61,13 @@ def test_only_service_accounts_write_commands_and_each_site_reads_its_own(secure
 
 def test_bridge_account_reads_every_site_but_writes_no_alerts(secure_broker: SecureBroker) -> None:
     with _probe(secure_broker, "svc.cloud-bridge", "$share/bridge/pdm/v1/+/+/alert") as bridge, \
-            _probe(secure_broker, "oslo-north") as oslo, _probe(secure_broker, "bergen-1") as bergen:
+            _probe(secure_broker, "oslo-north", "pdm/v1/+/+/alert") as oslo, \
+            _probe(secure_broker, "bergen-1") as bergen:
         assert bridge.publish("pdm/v1/oslo-north/hp-1/alert", b"forged-by-bridge") == NOT_AUTHORIZED
-        oslo.publish("pdm/v1/oslo-north/hp-1/alert", b"a")
         bergen.publish("pdm/v1/bergen-1/hp-9/alert", b"b")
+        oslo.publish("pdm/v1/oslo-north/hp-1/alert", b"a")
         got = {p for _t, p in (bridge.messages.get(timeout=10)[:2] for _ in range(2))}
+        assert [p for _t, p in oslo.collect(until=b"a")] == [b"a"], "a site account reads only its own site"
     assert got == {b"a", b"b"}
 
 

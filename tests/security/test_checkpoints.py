@@ -8,11 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from edge_agent.checkpoint import FORMAT_VERSION, MAGIC
 from edge_agent.engine import MODEL_VERSION
 from pdm_common import __version__
 from tests.rig import Service, agent_config, metric
@@ -32,13 +32,26 @@ class _Payload:
         return Path.write_text, (self.marker, "code ran while loading a checkpoint")
 
 
+MAGIC = b"PDM-EDGE-CHECKPOINT\n"
+"""The first checkpoint layout (one framed pickle of the whole engine, ``checkpoints/engine.ckpt``)."""
+
+
 def _framed(payload: bytes) -> bytes:
-    header = {"format": FORMAT_VERSION, "model": MODEL_VERSION, "agent_version": __version__,
+    header = {"format": 1, "model": MODEL_VERSION, "agent_version": __version__,
               "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
     return MAGIC + json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: a checkpoint format that cannot execute code")
+def _poison_rows(path: Path, payload: bytes) -> None:
+    """Per-asset layout (SQLite rows): replace every asset's state by ``payload`` with a valid checksum."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("UPDATE assets SET state = ?, sha256 = ?", (payload, hashlib.sha256(payload).hexdigest()))
+        db.commit()
+    finally:
+        db.close()
+
+
 @pytest.mark.parametrize("framing", ["valid-header", "bare-pickle"])
 def test_a_malicious_checkpoint_is_not_executed(rig: Rig, framing: str) -> None:
     marker = rig.workdir / "pwned"
@@ -55,7 +68,11 @@ def test_a_malicious_checkpoint_is_not_executed(rig: Rig, framing: str) -> None:
         # layout (per-asset files …) is attacked too.
         agent.stop()
         for path in state.rglob("*"):
-            if path.is_file():
+            if not path.is_file():
+                continue
+            if path.read_bytes().startswith(b"SQLite format 3\x00"):
+                _poison_rows(path, evil)
+            else:
                 path.write_bytes(_framed(evil) if path.read_bytes().startswith(MAGIC) else evil)
         agent.start()
         assert wait_until(lambda: metric(port, "pdm_agent_mqtt_connected") == 1.0, 60), agent.log()[-2000:]

@@ -51,9 +51,9 @@ def field(module_rig: Rig) -> Iterator[Field]:
     rig = module_rig
     cfg, port = agent_config(rig.workdir, rig.broker, rig.keys, detection=FAST_DETECTION)
     agent = Service("agent", "edge_agent.cli", cfg, rig.workdir).start()
-    watcher = Watcher(rig.broker.settings("gw-17", client_id=None), "pdm/v1/oslo-north/#")
-    with watcher, Sensors(rig.broker.settings("sensors-oslo-north")) as sensors, \
-            Sensors(rig.broker.settings("cloud-bridge")) as sender:
+    watcher = Watcher(rig.broker.settings("svc.ops"), "pdm/v1/oslo-north/#")
+    with watcher, Sensors(rig.broker.settings("sensors.oslo-north")) as sensors, \
+            Sensors(rig.broker.settings("svc.cloud-bridge")) as sender:
         assert wait_until(lambda: metric(port, "pdm_agent_mqtt_connected") == 1.0, 60), agent.log()[-2000:]
         sensors.send(fleet_messages(rig.workdir, seed=SEED))
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from simulators.desk import FaultConfig, FaultConfigError, OutcomeKind, sign_webhook
+from simulators.desk import FaultConfig, FaultConfigError, OutcomeKind, webhook_headers
 from simulators.desk.app import DeskApp
 from simulators.desk.exchange import SimRequest, SimResponse
 from simulators.desk.faults import FaultPlan, parse_outcome
@@ -82,7 +82,7 @@ def test_idempotency_keys_expire_after_the_ttl_and_compare_bodies() -> None:
 def test_request_log_keeps_only_the_most_recent() -> None:
     log = RequestLog(maxlen=3)
     for n in range(5):
-        log.add(at=NOW, method="GET", path=f"/{n}", desk=None, status=200, outcome="pass")
+        log.add(at=NOW, request=SimRequest.from_target("GET", f"/{n}", {}, b""), desk=None, status=200, outcome="pass")
     assert [e["path"] for e in log.recent()] == ["/2", "/3", "/4"]
     assert [e["path"] for e in log.recent(1)] == ["/4"]
 
@@ -102,9 +102,11 @@ def test_webhook_skew_is_judged_against_the_clock_passed_in() -> None:
     app = DeskApp()
     body = json.dumps({"dedup_key": "k", "action": "opened", "title": "t", "priority": "high"}).encode()
     signed_at = int(NOW.timestamp())
-    headers = {"X-PDM-Signature": sign_webhook("pdm-sim-webhook-secret", body), "X-PDM-Timestamp": str(signed_at)}
+    headers = webhook_headers("pdm-sim-webhook-secret", "m-1", signed_at, body)
     request = SimRequest.from_target("POST", "/webhook", headers, body)
     late = app.dispatch(request, NOW + timedelta(seconds=301)).response
     assert late is not None and late.status == 401
     in_time = app.dispatch(request, NOW + timedelta(seconds=300)).response
     assert in_time is not None and in_time.status == 201
+    replayed = app.dispatch(request, NOW + timedelta(seconds=299)).response
+    assert replayed is not None and replayed.status == 409

@@ -226,7 +226,7 @@ def test_servicenow_lookup_create_work_note_resolve(client: httpx.Client, sim: D
     refused = client.patch(path, json={"state": "6"}, auth=SNOW_AUTH)
     assert refused.status_code == 403
     assert "Data Policy Exception" in refused.json()["error"]["detail"]
-    resolved = client.patch(path, json={"state": 6, "close_code": "Solved (Permanently)", "close_notes": "ok"},
+    resolved = client.patch(path, json={"state": 6, "close_code": "Solution provided", "close_notes": "ok"},
                             auth=SNOW_AUTH)
     assert resolved.json()["result"]["state"] == "6"
     assert client.get(path, auth=SNOW_AUTH).json()["result"]["active"] == "false"

@@ -1,7 +1,8 @@
-"""The generic signed webhook of the desk simulator, through a real httpx client."""
+"""The generic webhook of the desk simulator: a verifying Standard Webhooks receiver, through a real httpx client."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from typing import Any
@@ -9,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.desk import DeskCredentials, DeskSimulator, sign_webhook
+from pdm_common.signing import sign
+from simulators.desk import DeskCredentials, DeskSimulator, webhook_headers
 
 SECRET = DeskCredentials().webhook_secret
 
@@ -23,12 +25,15 @@ def ticket_body(action: str, dedup_key: str = "hp-0042:2026-01-14T03:10:00Z:refr
     return json.dumps(body).encode()
 
 
+_IDS = itertools.count(1)
+
+
 def post(client: httpx.Client, body: bytes, *, key: str | None = None, secret: str = SECRET,
          ts: int | None = None) -> httpx.Response:
-    headers = {"Content-Type": "application/json", "X-PDM-Signature": sign_webhook(secret, body),
-               "X-PDM-Timestamp": str(int(time.time()) if ts is None else ts)}
-    if key is not None:
-        headers["Idempotency-Key"] = key
+    """POST ``body`` signed as message ``key`` (a fresh id when None)."""
+    message_id = key or f"msg-{next(_IDS)}"
+    headers = {"Content-Type": "application/json",
+               **webhook_headers(secret, message_id, int(time.time()) if ts is None else ts, body)}
     return client.post("/webhook", content=body, headers=headers)
 
 
@@ -54,21 +59,41 @@ def test_update_after_resolve_reopens(client: httpx.Client, sim: DeskSimulator) 
     assert [h["op"] for h in sim.tickets("webhook")[0]["history"]] == ["create", "resolve", "reopen"]
 
 
-def test_same_idempotency_key_and_body_replays_without_creating(client: httpx.Client, sim: DeskSimulator) -> None:
+def test_a_replayed_message_id_is_refused_and_not_applied(client: httpx.Client, sim: DeskSimulator) -> None:
     body = ticket_body("opened")
-    first = post(client, body, key="alert-1:1")
-    again = post(client, body, key="alert-1:1")
-    assert (again.status_code, again.json()) == (first.status_code, first.json())
-    assert again.headers["X-Idempotency-Replayed"] == "true"
+    assert post(client, body, key="alert-1#1").status_code == 201
+    again = post(client, body, key="alert-1#1")  # re-signed with a fresh timestamp: still the same message
+    assert again.status_code == 409 and again.json()["error"] == "replayed"
     assert len(sim.tickets("webhook")) == 1
-    assert [r["outcome"] for r in sim.requests()] == ["pass", "replay"]
 
 
-def test_same_idempotency_key_with_other_body_is_422(client: httpx.Client, sim: DeskSimulator) -> None:
-    post(client, ticket_body("opened"), key="alert-1:1")
-    reused = post(client, ticket_body("opened", title_suffix="changed"), key="alert-1:1")
-    assert reused.status_code == 422
+def test_a_captured_request_cannot_be_replayed_later_or_under_a_new_id(client: httpx.Client,
+                                                                       sim: DeskSimulator) -> None:
+    body = ticket_body("opened")
+    captured = {"Content-Type": "application/json", **webhook_headers(SECRET, "alert-2#1", int(time.time()), body)}
+    assert client.post("/webhook", content=body, headers=captured).status_code == 201
+    new_id = {**captured, "webhook-id": "alert-2#1-again"}  # the signature covers the id
+    stale = {**captured, "webhook-timestamp": str(int(time.time()) - 301)}  # and the timestamp
+    assert client.post("/webhook", content=body, headers=new_id).status_code == 401
+    assert client.post("/webhook", content=body, headers=stale).status_code == 401
     assert len(sim.tickets("webhook")) == 1
+
+
+def test_a_refused_message_is_not_remembered_as_processed(client: httpx.Client, sim: DeskSimulator) -> None:
+    update = ticket_body("updated", dedup_key="never-opened")
+    assert post(client, update, key="k-404").status_code == 404
+    post(client, ticket_body("opened", dedup_key="never-opened"))
+    # The 404 was not recorded under its id, so the sender's retry of the same message now applies.
+    assert post(client, update, key="k-404").status_code == 200
+    assert [h["op"] for h in sim.tickets()[0]["history"]] == ["create", "update"]
+
+
+def test_rotation_two_signatures_one_valid_is_accepted(client: httpx.Client) -> None:
+    body = ticket_body("opened", dedup_key="rotated")
+    now = int(time.time())
+    both = f"{sign('old-secret', 'rot-1', now, body)} {sign(SECRET, 'rot-1', now, body)}"
+    headers = {"webhook-id": "rot-1", "webhook-timestamp": str(now), "webhook-signature": both}
+    assert client.post("/webhook", content=body, headers=headers).status_code == 201
 
 
 def test_opened_twice_without_key_is_a_visible_duplicate(client: httpx.Client, sim: DeskSimulator) -> None:
@@ -93,7 +118,7 @@ def test_bad_signature_or_skew_is_401(client: httpx.Client, sim: DeskSimulator, 
 
 def test_signature_over_a_modified_body_is_401(client: httpx.Client) -> None:
     body = ticket_body("opened")
-    headers = {"X-PDM-Signature": sign_webhook(SECRET, body), "X-PDM-Timestamp": str(int(time.time()))}
+    headers = webhook_headers(SECRET, "m-1", int(time.time()), body)
     assert client.post("/webhook", content=body + b" ", headers=headers).status_code == 401
 
 
@@ -109,15 +134,6 @@ def test_missing_headers_are_401(client: httpx.Client) -> None:
 )
 def test_invalid_body_is_400(client: httpx.Client, body: bytes) -> None:
     assert post(client, body).status_code == 400
-
-
-def test_update_of_unknown_dedup_key_is_404_and_not_remembered(client: httpx.Client, sim: DeskSimulator) -> None:
-    update = ticket_body("updated", dedup_key="never-opened")
-    assert post(client, update, key="k-404").status_code == 404
-    post(client, ticket_body("opened", dedup_key="never-opened"))
-    # The 404 was not remembered under the key, so the retried update now applies.
-    assert post(client, update, key="k-404").status_code == 200
-    assert [h["op"] for h in sim.tickets()[0]["history"]] == ["create", "update"]
 
 
 def test_oversized_body_is_413(sim: DeskSimulator) -> None:
