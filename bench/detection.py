@@ -16,7 +16,7 @@ truth with one set of rules:
 * a per-fault-type table; µs per sample of each detector.
 
 Baselines, both on **regime-normalised** channels: per channel a least-squares regression on the kind's
-drivers (the engine's ``DetectionSettings.drivers``, with squares and products) fitted on the warm-up and
+drivers (the profile's driver channels, with squares and products) fitted on the warm-up and
 divided by the warm-up residuals' MAD. *HalfSpaceTrees* (River; 25 trees, height 8; min-max scaled on the
 warm-up) learns only during warm-up (window = half the warm-up) and alarms above the 0.99 quantile of its
 second-half warm-up scores; *robust z-score*: median and MAD of the normalised residuals frozen at the end of
@@ -57,8 +57,9 @@ sys.path.insert(0, str(ROOT))
 from edge_agent.detection import DetectionSettings  # noqa: E402
 from edge_agent.engine import DetectionEngine  # noqa: E402
 from pdm_common.catalog import SENSOR_FAULT, is_operating  # noqa: E402
-from pdm_common.contracts import AlertEvent, AssetKind, EventType, Telemetry  # noqa: E402
+from pdm_common.contracts import AlertEvent, EventType, Telemetry  # noqa: E402
 from pdm_common.logs import configure_logging  # noqa: E402
+from pdm_common.profiles import ProfileRegistry  # noqa: E402
 from simulators.fleet import FleetRun, generate, load_scenario  # noqa: E402
 from simulators.fleet.plan import make_plan  # noqa: E402
 from simulators.fleet.truth import AssetTruth, GroundTruth  # noqa: E402
@@ -199,10 +200,10 @@ class _Baseline:
 
     def __init__(self, kind: str, settings: DetectionSettings) -> None:
         self.settings = settings
-        self.norm = _Normaliser(tuple(settings.drivers.get(AssetKind(kind), ())))
+        self.norm = _Normaliser(ProfileRegistry.builtin().require(kind).drivers())
         self.buffer: list[dict[str, float]] = []
         self.first: datetime | None = None
-        self.settle = 0
+        self.settle_until: datetime | None = None
         self.warm = False
         self.debounce = _Debounce(settings)
 
@@ -211,10 +212,11 @@ class _Baseline:
         if self.first is None:
             self.first = now
         if not is_operating(tel.kind, tel.metrics):
-            self.settle = self.settings.settle_samples
+            self.settle_until = None
             return False
-        if self.settle > 0:
-            self.settle -= 1
+        if self.settle_until is None:
+            self.settle_until = now + timedelta(minutes=self.settings.settle_min)
+        if now < self.settle_until:
             return False
         x = tel.numeric()
         if not self.warm:
