@@ -118,7 +118,7 @@ class BridgeApp:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         problem = settings.signing_problem()
         if problem is not None:
-            raise ConfigError(problem)
+            raise ConfigError(f"configuration cannot run:\n{problem}")
         self.settings = settings
         self._clock = clock
         self.registry = RegistryFile(settings.registry_path)

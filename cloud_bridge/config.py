@@ -42,6 +42,7 @@ from pdm_common.contracts import NAME_PATTERN
 from pdm_common.logs import LogSettings
 from pdm_common.metrics import DEFAULT_METRICS_HOST
 from pdm_common.mqtt import MqttSettings
+from pdm_common.preflight import Problem
 from pdm_common.settings import ServiceSettings
 
 __all__ = [
@@ -343,7 +344,8 @@ class MetricsSettings(_Section):
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: str = Field(DEFAULT_METRICS_HOST, description="bind address; localhost unless a firewall guards it")
     # 9109 next to the agent's 9108, so both can run on one host (e.g. the demo).
-    port: int = Field(9109, ge=1, le=65535, description="TCP port of the metrics endpoint")
+    port: int = Field(9109, ge=0, le=65535, description="TCP port of the metrics endpoint; 0 picks a free one, "
+                      "logged as metrics.serving url=… (tests, several bridges on one host)")
 
 
 class BridgeSettings(ServiceSettings):
@@ -388,12 +390,18 @@ class BridgeSettings(ServiceSettings):
             raise ValueError("configure at least one desk as a [desks.<name>] table with kind and base_url")
         return value
 
-    def signing_problem(self) -> str | None:
-        """Why alert intake cannot work as configured (checked when the bridge starts), or None."""
+    def signing_problem(self) -> Problem | None:
+        """Why alert intake cannot work as configured, or None.
+
+        Checked by ``run`` (before the outbox opens), ``check-config`` and ``doctor``; the gateways' key
+        files themselves are checked with every other file (:func:`pdm_common.preflight.preflight`).
+        """
         if self.require_signed_alerts and not self.gateways:
-            return ("require_signed_alerts = true but no [gateways.<gateway>] table is configured, so every alert "
-                    "would be refused. Fix: add one per gateway with site and secret_file (the key its agent signs "
-                    "with, agent config [signing]), or set require_signed_alerts = false on a closed test network")
+            return Problem(
+                "require_signed_alerts", None,
+                "is true but no [gateways.<gateway>] table is configured, so every alert would be refused",
+                "add one per gateway with site and secret_file (the key its agent signs with, agent config "
+                "[signing]), or set require_signed_alerts = false on a closed test network")
         return None
 
     @field_validator("routing")

@@ -1,9 +1,9 @@
 """``cloud-bridge doctor``: check the bridge's configuration and surroundings; say what to fix.
 
 Checks: config loads; broker password credential; TLS files and their expiry; broker reachable,
-TLS handshake, login; clock; asset registry and fault-action table; each desk's credentials and
-URL; the outbox (free disk and integrity for SQLite, a login for PostgreSQL). Exit status 1 when
-any check fails.
+TLS handshake, login; clock; asset registry and fault-action table; signed alerts (gateways listed,
+each gateway's key); each desk's credentials and URL; the outbox (free disk and integrity for SQLite,
+a login for PostgreSQL). Exit status 1 when any check fails.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ __all__ = [
     "add_parser",
     "bridge_checks",
     "check_desk",
+    "check_signing",
     "credential_map_of",
     "describe_postgres_error",
     "directories",
@@ -88,6 +89,34 @@ def check_desk(name: str, desk: DeskSettings, sources: dict[str, Path]) -> list[
         results.append(fail(f"{label}.url", f"{desk.base_url!r} has no host", "set base_url to https://host"))
     else:
         results.append(ok(f"{label}.url", desk.base_url))
+    return results
+
+
+def check_signing(settings: BridgeSettings, sources: Mapping[str, Path]) -> list[CheckResult]:
+    """Who may speak for which site: signed alerts required with gateways listed, and each gateway's key.
+
+    Args:
+        settings: the bridge settings.
+        sources: credential sources of the installed unit (a key in ``/run/credentials/…`` is read there).
+    """
+    problem = settings.signing_problem()
+    if problem is not None:
+        return [fail("signing", f"{problem.field} {problem.detail}", problem.fix)]
+    results: list[CheckResult] = []
+    if not settings.require_signed_alerts:
+        results.append(warn("signing", "require_signed_alerts = false: alerts without a signature are accepted from "
+                            "anyone who can publish on an alert topic",
+                            "list each gateway under [gateways.<gateway>] and set require_signed_alerts = true"))
+    for name, gateway in sorted(settings.gateways.items()):
+        label = f"gateway.{name}.secret"
+        if gateway.secret_file is None:
+            results.append(warn(label, "the gateway's signing secret is written in the config file",
+                                "move it to /etc/pdm-edge/credentials/cloud-bridge/ and set secret_file"))
+        else:
+            results.append(check_secret_file(label, resolve_credential(gateway.secret_file, UNIT, sources)))
+    if settings.gateways:
+        sites = ", ".join(f"{name} -> {g.site}" for name, g in sorted(settings.gateways.items()))
+        results.append(ok("signing", f"{len(settings.gateways)} gateway(s) may sign alerts: {sites}"))
     return results
 
 
@@ -254,6 +283,7 @@ def bridge_checks(settings: BridgeSettings, *, now: datetime, network: bool = Tr
         ("clock", lambda: check_clock_at(now, [Path(pdm_common.__file__), outbox.path])),
         ("registry", lambda: _check_registry(settings.registry_path)),
         ("fault_actions", lambda: _check_fault_actions(settings.fault_actions_path)),
+        ("signing", lambda: check_signing(settings, sources)),
     ]
     desks = sorted(settings.desks.items())
     checks += [(f"desk.{name}", partial(check_desk, name, desk, sources)) for name, desk in desks]

@@ -141,3 +141,29 @@ def test_rules_and_dashboard_name_only_exported_metrics() -> None:
     missing = _referenced() - exported
     assert missing == set(PENDING), f"not exported by any service: {sorted(missing - set(PENDING))}"
     assert not set(PENDING) & exported, f"now exported, remove from PENDING: {sorted(set(PENDING) & exported)}"
+
+
+OPERATIONS = REPO / "docs" / "operations.md"
+_METRIC = re.compile(r"\b(pdm_[a-z0-9_]*[a-z0-9])\b(?![.(])")
+"""A metric name in prose or a table; not a module path (``pdm_common.systemd``) or a call."""
+
+
+def _exported_families() -> set[str]:
+    """Every metric family our exporters define, named as a query names it (a counter with ``_total``)."""
+    agent, bridge = AgentMetrics(), BridgeMetrics()
+    bridge.watch_intake(ConsumerStats())
+    view = FleetView(Topics())
+    view.observe(_message("pdm/v1/s/gateway/gw/status", _status("gw")))
+    view.observe(_message("pdm/v1/s/a/state", _state("s", "a", open_alerts=("s:a:x:y",))))
+    fleet = CollectorRegistry()
+    fleet.register(FleetCollector(view))
+    return {f"{family.name}_total" if family.type == "counter" else family.name
+            for registry in (agent.registry, bridge.registry, fleet) for family in registry.collect()}
+
+
+def test_operations_page_documents_exactly_the_exported_metrics() -> None:
+    documented = set(_METRIC.findall(OPERATIONS.read_text()))
+    exported = _exported_families()
+    assert not documented - exported, f"docs/operations.md names metrics no service exports: " \
+                                      f"{sorted(documented - exported)}"
+    assert not exported - documented, f"exported but not in docs/operations.md: {sorted(exported - documented)}"
