@@ -372,12 +372,12 @@ class EdgeAgent:
                 self.metrics.dropped.labels(reason="shutdown").inc()
 
     def _say_offline(self) -> None:
-        if not self.mqtt.is_connected:
-            return
         try:
-            self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True)
+            self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True,
+                              before_subscribed=True)
         except MqttNotConnected:
-            _log.warning("agent.status_not_published", status="offline")
+            # Offline already: the broker publishes the Last Will (also "offline") for us.
+            _log.info("agent.status_not_published", status="offline")
 
     def _close_outbox(self) -> None:
         self._apply_acks()

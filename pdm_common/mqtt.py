@@ -300,14 +300,20 @@ class MqttClient:
         """Block until connected or ``timeout_s`` passed; True when connected."""
         return self._connected.wait(timeout_s)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                before_subscribed: bool = False) -> int:
         """Publish and return the message id (matched by ``on_publish_ack`` for QoS 1).
+
+        Args:
+            before_subscribed: also while the subscriptions of a fresh connection are still being
+                acknowledged (a status message need not wait for them).
 
         Raises:
             MqttNotConnected: offline now; keep the message and try again after reconnect.
         """
         with self._io_lock:
-            if self._closed or not self._connected.is_set():
+            up = self._connected.is_set() or (before_subscribed and self._client.is_connected())
+            if self._closed or not up:
                 raise MqttNotConnected(f"not connected to {self._settings.host}:{self._settings.port}")
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:

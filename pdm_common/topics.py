@@ -8,6 +8,7 @@ Topic layout (prefix configurable, default ``pdm/v1``)::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -17,6 +18,9 @@ from pdm_common.errors import ContractError
 __all__ = ["DEFAULT_PREFIX", "AssetChannel", "ParsedTopic", "Topics"]
 
 DEFAULT_PREFIX = "pdm/v1"
+
+_PARSE_CACHE = 8192
+"""Parsed topics kept: a gateway's assets times their channels, with room; refusals are not cached."""
 
 
 class AssetChannel(StrEnum):
@@ -80,8 +84,9 @@ class Topics:
                 raise ContractError("invalid_name", f"{name!r} does not match [A-Za-z0-9_-]{{1,64}}")
         return f"{self.prefix}/{site}/gateway/{gateway}/status"
 
+    @functools.lru_cache(maxsize=_PARSE_CACHE)  # noqa: B019 (Topics instances live as long as the process)
     def parse(self, topic: str) -> ParsedTopic:
-        """Split a per-asset topic.
+        """Split a per-asset topic (valid ones are cached: every message of an asset has the same topic).
 
         Raises:
             ContractError: ``unknown_topic`` when the shape is wrong, ``invalid_name`` when site or

@@ -174,11 +174,13 @@ def run_controller(
     next_within = _next_false(beyond & allowed)
     next_forbidden = _next_false(allowed)
     next_allowed = _next_false(~allowed)
-    # ``item`` gives Python floats: the loop visits a minority of the samples, converting all would cost more.
-    dem, qmin, qmax = demand_kw.item, q_min_kw.item, q_max_kw.item
-    ok, draw = allowed.item, dhw_draw_kwh.item
-    frate, feff, fdur = frost_rate_per_min.item, defrost_eff.item, defrost_min.item
-    over = beyond.item
+    dem, qmin, qmax = demand_kw.tolist().__getitem__, q_min_kw.tolist().__getitem__, q_max_kw.tolist().__getitem__
+    ok, draw = allowed.tolist().__getitem__, dhw_draw_kwh.tolist().__getitem__
+    frate, feff = frost_rate_per_min.tolist().__getitem__, defrost_eff.tolist().__getitem__
+    fdur, over = defrost_min.tolist().__getitem__, beyond.tolist().__getitem__
+
+    def over_target(i: int, buf: float) -> bool:
+        return bool(dem(i) - gain * buf > qmax(i))
     mode_out = np.zeros(n, dtype=np.int8)
     qhp_out, qbk_out, buf_out = np.zeros(n), np.zeros(n), np.zeros(n)
     tank_out, frost_out, since_out = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -272,25 +274,59 @@ def run_controller(
                 since_defrost += (end - i) * dt_min
                 i = end
                 continue
-        if not dhw_wanted and mode == HEAT and dem(i) - gain * buf < qmin(i):
-            # Below minimum modulation: the compressor runs at its minimum and the loop warms until the
-            # hysteresis stops it (or the demand rises into the modulation range).
+        below = dem(i) - gain * buf < qmin(i)
+        if not dhw_wanted and mode == HEAT and not over(i) and over_target(i, buf) and buf <= -p.hysteresis_k:
+            # Recovering from a cold loop (after hot water or a defrost): flat out, the backup heater
+            # closing the rest of the loop error, which decays geometrically.
             w = min(n, i + SETTLE_STEPS, int(next_forbidden[i]), lockout_from, tank_event(i, tank) + 1)
             k = np.arange(1, w - i + 1)
-            bufs = np.minimum(buf + np.cumsum((q_min_kw[i:w] - demand_kw[i:w]) * dt_h) / cap, hi_buf)
+            bufs = buf * decay**k
+            before = np.concatenate([[buf], bufs[:-1]])
+            frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
+            targets = demand_kw[i:w] - gain * before
+            due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
+            exits = (before > -p.hysteresis_k) | (targets <= q_max_kw[i:w]) | due | (demand_kw[i:w] <= 0.0)
+            end = min(i + int(np.argmax(exits)) if exits.any() else w, tank_event(i, tank))
+            if end - i >= 2:
+                m = end - i
+                mode_out[i:end] = HEAT
+                qhp_out[i:end] = q_max_kw[i:end]
+                qbk_out[i:end] = targets[:m] - q_max_kw[i:end]
+                buf_out[i:end] = bufs[:m]
+                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
+                tank_out[i:end] = tanks
+                frost_out[i:end] = frosts[:m]
+                since_out[i:end] = on_min + k[:m] * dt_min
+                buf, tank, frost = float(bufs[m - 1]), float(tanks[-1]), float(frosts[m - 1])
+                on_min += m * dt_min
+                since_defrost += m * dt_min
+                i = end
+                continue
+        if not dhw_wanted and mode == HEAT and (below or (over_target(i, buf) and buf > -p.hysteresis_k)):
+            # At a limit: below minimum modulation the compressor runs at its minimum and the loop warms
+            # until the hysteresis stops it; beyond its capacity it runs flat out and the loop cools until
+            # the backup heater steps in. Either way until the demand comes back into the modulation range.
+            limit = q_min_kw if below else q_max_kw
+            w = min(n, i + SETTLE_STEPS, int(next_forbidden[i]), lockout_from, tank_event(i, tank) + 1)
+            k = np.arange(1, w - i + 1)
+            bufs = np.clip(buf + np.cumsum((limit[i:w] - demand_kw[i:w]) * dt_h) / cap, lo_buf, hi_buf)
             before = np.concatenate([[buf], bufs[:-1]])
             frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
             ons = on_min + k * dt_min
-            stop = (before >= p.hysteresis_k) & (ons - dt_min >= p.min_on_min)
-            modulate = demand_kw[i:w] - gain * before >= q_min_kw[i:w]
+            targets = demand_kw[i:w] - gain * before
+            if below:
+                stop = (before >= p.hysteresis_k) & (ons - dt_min >= p.min_on_min)
+                leave = stop | (targets >= q_min_kw[i:w])
+            else:
+                leave = (before <= -p.hysteresis_k) | (targets <= q_max_kw[i:w])
             due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
-            exits = stop | modulate | due | (demand_kw[i:w] <= 0.0)
+            exits = leave | due | (demand_kw[i:w] <= 0.0)
             end = i + int(np.argmax(exits)) if exits.any() else w
             end = min(end, tank_event(i, tank))
             if end - i >= 2:
                 m = end - i
                 mode_out[i:end] = HEAT
-                qhp_out[i:end] = q_min_kw[i:end]
+                qhp_out[i:end] = limit[i:end]
                 buf_out[i:end] = bufs[:m]
                 tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
                 tank_out[i:end] = tanks

@@ -10,6 +10,7 @@ control: what exceeds the bound is dropped and counted, never silently.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 from edge_agent.app import EdgeAgent
 from edge_agent.config import AgentSettings, MetricsSettings
 from pdm_common.contracts import DeadLetter
+from simulators.broker import MosquittoBroker
 from tests.agent_core.synthetic import HeatPumpStream
 from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Recorder, unique_id
@@ -110,7 +112,7 @@ def test_burst_far_above_the_bounds_is_scored_exactly_once(mosquitto_broker: Bro
     assert count == n
     assert sum(agent.dropped.values()) == 0 and agent.mqtt.connects == 1 and agent.mqtt.redeliveries_skipped == 0
     err = capfd.readouterr().err
-    assert "condition=backpressure" in err, "backpressure is reported while the window is full"
+    assert re.search(r"agent\.degraded.*condition=['\"]?backpressure", err), "backpressure is reported"
 
 
 def test_qos0_beyond_the_bound_is_dropped_and_counted(mqtt_broker: BrokerInfo, tmp_path: Path) -> None:
@@ -154,3 +156,32 @@ def test_a_message_that_breaks_processing_is_dead_lettered_and_the_agent_carries
     assert agent.metrics.registry.get_sample_value("pdm_agent_processing_failures_total") == failures
     # The assets behind the failing one were processed as usual.
     assert set(agent.engine.asset_keys()) >= {(SITE, "p-0"), (SITE, "p-1")}
+
+
+@pytest.mark.mosquitto
+def test_refused_publishes_free_the_window_and_are_counted(tmp_path: Path) -> None:
+    """A broker ACL that refuses the agent's state topics (MQTT 5 PUBACK 0x87) must not pin the window."""
+    if not MosquittoBroker.available():
+        pytest.skip("mosquitto is not installed")
+    acl = tmp_path / "acl"
+    # Anonymous clients (rules before any `user` line): read everything, write telemetry and status only.
+    acl.write_text("topic read pdm/v1/#\ntopic write pdm/v1/+/+/telemetry\ntopic write pdm/v1/+/gateway/+/status\n"
+                   "topic write pdm/v1/+/+/deadletter\n", encoding="utf-8")
+    # `user root`: started as root, Mosquitto would drop to its own user, who cannot read the test's
+    # private tmp dir (ignored when not started as root).
+    broker = MosquittoBroker(extra_config=f"acl_file {acl}\nuser root\n").start()
+    try:
+        info = BrokerInfo(host=broker.host, port=broker.port, protocol="5", kind="mosquitto")
+        agent = _agent(info, tmp_path / "state", publish_window=5)
+        agent.start()
+        with _running(agent) as loop:
+            loop.start()
+            assert agent.mqtt.wait_connected(10)
+            _publish_all(info, _burst(20, 20), qos=1)  # 20 new assets: 20 retained states to publish
+            refused = "pdm_agent_publish_refused_total"
+            assert wait_until(lambda: (agent.metrics.registry.get_sample_value(
+                refused, {"reason": "Not authorized"}) or 0) >= 20, 15), "the window stayed pinned"
+            assert agent.health()["publishing"].startswith("degraded")
+            assert len(agent.outbox) == 20, "refused events stay in the outbox for a later retry"
+    finally:
+        broker.stop()
