@@ -2,6 +2,8 @@
 
 TOML layout (see ``config/cloud-bridge.example.toml``)::
 
+    kinds_path        vendor machine kinds, the file the agents read too (pdm_common.kinds)
+    [kinds.<name>]    or declared inline: words, channel units, fault parts and checks on tickets
     [mqtt]            broker connection (pdm_common.mqtt.MqttSettings)
     [gateways.<gw>]   each gateway's site and alert-signing key (require_signed_alerts = true)
     [commands]        the bridge's command-signing key (desk changes sent to the edge)
@@ -24,7 +26,7 @@ import socket
 from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -39,6 +41,7 @@ from pydantic import (
 )
 
 from pdm_common.contracts import NAME_PATTERN
+from pdm_common.kinds import KindName, KindsFile, check_declarations, declarations, read_kinds_file
 from pdm_common.logs import LogSettings
 from pdm_common.metrics import DEFAULT_METRICS_HOST
 from pdm_common.mqtt import MqttSettings
@@ -365,6 +368,12 @@ class BridgeSettings(ServiceSettings):
         "https://dashboard.example.com/assets/{site}/{asset}", description="asset dashboard link; {site} {asset}"
     )
     default_language: Language = Field("en", description="customer-message language when the registry has none")
+    kinds: dict[KindName, dict[str, Any]] = Field(
+        default_factory=dict, description="vendor machine kinds as [kinds.<name>] tables (the agent's schema): their "
+        "words, channel units and fault parts on tickets; prefer kinds_path, shared with the agents")
+    kinds_path: KindsFile | None = Field(
+        None, description="a TOML file of [kinds.<name>] tables, the same file the agents read (e.g. "
+        "/etc/pdm-edge/kinds.toml); a kind is declared there or in [kinds], not both")
     desks: dict[DeskName, DeskSettings] = Field(default_factory=dict, description="configured desks by name")
     gateways: dict[DeskName, GatewaySettings] = Field(
         default_factory=dict, description="gateways by name (their alert signatures' key_id): site and key")
@@ -382,6 +391,23 @@ class BridgeSettings(ServiceSettings):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        check_declarations(value)
+        return value
+
+    _read_kinds_path = field_validator("kinds_path", mode="before")(read_kinds_file)
+
+    @model_validator(mode="after")
+    def _declared_once(self) -> Self:
+        self.declared_kinds()
+        return self
+
+    def declared_kinds(self) -> dict[str, dict[str, Any]]:
+        """The vendor kinds declared in ``kinds_path`` and in ``[kinds]`` (each in one of them)."""
+        return declarations(self.kinds, self.kinds_path)
 
     @field_validator("desks")
     @classmethod
