@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := mosquitto mosquitto-clients openssl python3.11 systemd dpkg
 
-.PHONY: demo test lint typecheck unit bench clean system-deps deb
+.PHONY: demo test lint typecheck unit bench soak clean system-deps deb
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pdm-edge needs Python >= 3.11; set PYTHON=python3.11")'
@@ -45,6 +45,15 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest
+
+# Long runs of the reliability and security suites (docs/reliability.md): 100 kill -9 rounds of agent
+# and bridge, 10,000 fuzz batches (120,000 hostile payloads) over MQTT. Hours on 2 cores; seeds from
+# PDM_CHAOS_SEED (default 20260105). Override SOAK_KILLS / SOAK_FUZZ for shorter or longer runs.
+SOAK_KILLS ?= 100
+SOAK_FUZZ ?= 10000
+soak: $(STAMP)
+	PDM_CHAOS_KILLS=$(SOAK_KILLS) PDM_FUZZ_EXAMPLES=$(SOAK_FUZZ) $(VENV)/bin/pytest tests/chaos tests/security \
+		--timeout=43200 -q -rxXf --durations=20
 
 bench: $(STAMP)
 	$(PY) bench/detection.py

@@ -10,6 +10,7 @@ Usage (the old simulator from git, then the current one with the comparison plot
     .venv/bin/python bench/simulator_fit.py --tree /tmp/sim-before --json /tmp/fit-before.json
     .venv/bin/python bench/simulator_fit.py --json docs/simulator-fit.json --before /tmp/fit-before.json \\
         --plot docs/simulator-fit.png
+    .venv/bin/python bench/simulator_fit.py --trips --seed 1 --seed 2 --seed 3   # trip time / time scale
 """
 
 from __future__ import annotations
@@ -126,16 +127,45 @@ def plot(before: dict[str, Any], after: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def trips(seeds: list[int]) -> str:
+    """Per fault code: when units of ``fault-timescales`` tripped, as a share of their drawn time scale."""
+    from simulators.fleet import generate, load_scenario
+
+    scenario = load_scenario(ROOT / "simulators" / "scenarios" / "fault-timescales.toml")
+    ratios: dict[str, list[float]] = {}
+    untripped: dict[str, int] = {}
+    for seed in seeds:
+        for a in generate(scenario, seed).truth.assets:
+            for f in a.machine_faults:
+                if f.failure is None:
+                    untripped[f.code.value] = untripped.get(f.code.value, 0) + 1
+                    ratios.setdefault(f.code.value, [])
+                else:
+                    ratios.setdefault(f.code.value, []).append(
+                        (f.failure - f.onset).total_seconds() / 86400 / f.span_days
+                    )
+    lines = ["| fault | units | tripped | trip / time scale: min | median | max |", "|---|---|---|---|---|---|"]
+    for code, rs in sorted(ratios.items()):
+        n = len(rs) + untripped.get(code, 0)
+        cells = [f"{min(rs):.2f}", f"{sorted(rs)[len(rs) // 2]:.2f}", f"{max(rs):.2f}"] if rs else ["–"] * 3
+        lines.append(f"| {code} | {n} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure one tree; print the table; write JSON and, with ``--before``, the comparison plot."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tree", type=Path, default=ROOT, help="repository tree whose simulator to measure")
-    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--seed", type=int, action="append", help=f"seed (default {SEED}; --trips: several)")
+    p.add_argument("--trips", action="store_true", help="report trip times against time scales instead")
     p.add_argument("--json", type=Path, help="write the measurement here")
     p.add_argument("--before", type=Path, help="an earlier --json measurement to compare with")
     p.add_argument("--plot", type=Path, help="write the comparison plot here (needs --before)")
     args = p.parse_args(argv)
-    after = measure(args.tree.resolve(), args.seed)
+    if args.trips:
+        print(trips(args.seed or [SEED]))
+        return 0
+    after = measure(args.tree.resolve(), (args.seed or [SEED])[0])
     before = json.loads(args.before.read_text(encoding="utf-8")) if args.before else None
     print(table(before, after))
     if args.json:

@@ -28,11 +28,13 @@ from cloud_bridge.fleet import FleetCollector, FleetView
 from cloud_bridge.holidays import ServiceHolidays
 from cloud_bridge.metrics import BridgeMetrics, MeteredAdapter
 from cloud_bridge.outbox import Outbox, OutboxStats, open_postgres, open_sqlite
+from cloud_bridge.plot import render_plot
 from cloud_bridge.promises import SlaWarning, due_warnings
 from cloud_bridge.registry import RegistryFile, load_fault_actions
 from cloud_bridge.sync import DeskSync
 from cloud_bridge.ticket import AlertHistory, MappingContext, Ticket, case_reference, map_alert
 from cloud_bridge.urgency import CalendarPolicy
+from cloud_bridge.vocabulary import Vocabulary
 from pdm_common.contracts import AlertEvent
 from pdm_common.errors import ConfigError
 from pdm_common.logs import get_logger
@@ -45,7 +47,8 @@ __all__ = ["RELOADABLE", "BridgeApp", "mqtt_client_id", "open_outbox"]
 
 _log = get_logger(__name__)
 
-RELOADABLE = frozenset({"registry_path", "fault_actions_path", "dashboard_url", "default_language", "routing", "sla"})
+RELOADABLE = frozenset({"registry_path", "fault_actions_path", "dashboard_url", "default_language", "routing", "sla",
+                        "kinds", "kinds_path"})
 """Settings SIGHUP applies in place: each is read per ticket, per route or per SLA check. Everything else
 (MQTT, desks, outbox, retry — the dispatcher owns its backoff and breakers —, delivery, logging) needs a restart."""
 
@@ -87,6 +90,7 @@ def _mapping_context(settings: BridgeSettings) -> MappingContext:
         sla_hours=dict(settings.sla.hours),
         dashboard_url=settings.dashboard_url,
         default_language=settings.default_language,
+        vocabulary=Vocabulary(settings.declared_kinds()),
     )
 
 
@@ -118,7 +122,7 @@ class BridgeApp:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         problem = settings.signing_problem()
         if problem is not None:
-            raise ConfigError(problem)
+            raise ConfigError(f"configuration cannot run:\n{problem}")
         self.settings = settings
         self._clock = clock
         self.registry = RegistryFile(settings.registry_path)
@@ -136,6 +140,7 @@ class BridgeApp:
             outbox=self.outbox, adapters=self.adapters, to_ticket=self.to_ticket, retry=settings.retry,
             owner=settings.replica_id, lease_s=settings.outbox.lease_s, workers=settings.delivery.workers,
             poll_s=settings.delivery.poll_s, clock=clock, monotonic=monotonic,
+            render=lambda alert, marks: render_plot(alert, marks, self._ctx.vocabulary),
         )
         topics = Topics(settings.mqtt.topic_prefix)
         self.consumer = AlertConsumer(outbox=self.outbox, topics=topics, route=self._route,

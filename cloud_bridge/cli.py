@@ -3,9 +3,10 @@
     cloud-bridge run [--config FILE]                       (until SIGTERM; SIGHUP reloads the config)
     cloud-bridge check-config [--config FILE]              (validate the config and every file it names)
     cloud-bridge doctor [--offline]                        (check config and surroundings; print fixes)
-    cloud-bridge outbox list [--dead] [--limit N]
+    cloud-bridge outbox list [--queued|--dead|--refused] [--limit N]   (default: all three, then the counts)
     cloud-bridge outbox retry [ID ...]                     (dead letters back into the queue; all without IDs)
-    cloud-bridge outbox purge [ID ...]                     (delete dead letters; all without IDs)
+    cloud-bridge outbox purge [--refused] [ID ...]         (delete dead letters, or refused messages; all without
+                                                            IDs; refused messages have no retry: never deliverable)
 
 ``--config`` goes before or after the sub-command; without it ``PDM_CONFIG``, else
 ``/etc/pdm-edge/cloud-bridge.toml``. Exit status: 0 ok, 1 failure, 2 configuration error (names the
@@ -37,7 +38,7 @@ from cloud_bridge import doctor
 from cloud_bridge.config import BridgeSettings
 from cloud_bridge.errors import BridgeError, OutboxError, RegistryError
 from pdm_common import __version__
-from pdm_common.cli import EXIT_CONFIG, EXIT_FAILURE, ServiceParser, add_config_option, config_location
+from pdm_common.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_USAGE, ServiceParser, add_config_option, config_location
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.metrics import start_metrics_server
@@ -47,6 +48,7 @@ from pdm_common.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
     from cloud_bridge.app import BridgeApp
+    from cloud_bridge.outbox import Outbox
 
 __all__ = ["SERVICE", "SUBCOMMANDS", "bridge_preflight", "main"]
 
@@ -73,12 +75,15 @@ def bridge_preflight(settings: BridgeSettings, config: Path | None, *, for_unit:
         timeout_s: bound of the PostgreSQL login (postgres backend only).
 
     Raises:
-        ConfigError: a file is missing or unreadable, a certificate does not load, the outbox
-            directory is not writable, or PostgreSQL refused the user or has no such database.
+        ConfigError: a file is missing or unreadable (a gateway's signing key among them), a certificate
+            does not load, the outbox directory is not writable, signed alerts are required but no
+            gateway is configured, or PostgreSQL refused the user or has no such database.
         OutboxError: PostgreSQL cannot be reached (may pass: systemd restarts the service).
     """
     resolve = doctor.credential_map_of(settings) if for_unit else None
-    raise_problems(preflight(settings, directories=doctor.directories(settings), resolve=resolve), config)
+    problems = preflight(settings, directories=doctor.directories(settings), resolve=resolve)
+    signing = settings.signing_problem()
+    raise_problems([*problems, *([] if signing is None else [signing])], config)
     if settings.outbox.backend == "postgres" and not for_unit:
         problem = doctor.probe_postgres(settings.outbox.resolved_dsn() or "", timeout_s=timeout_s)
         if problem is not None and problem.part != "host":
@@ -197,26 +202,56 @@ def _reload(app: BridgeApp, path: Path | None, notifier: Notifier | None) -> Non
 def _outbox(args: argparse.Namespace) -> int:
     from cloud_bridge.app import open_outbox
 
+    refused = args.refused is not None
+    if args.action == "retry" and refused:
+        print("cloud-bridge: refused messages are never deliverable as they are (the reason says why: a bad "
+              "signature, a site the gateway does not own, a broken contract): fix the publisher and let it "
+              "re-send; `cloud-bridge outbox purge --refused [ID ...]` deletes them", file=sys.stderr)
+        return EXIT_USAGE
     outbox = open_outbox(_settings(args))
     try:
         if args.action == "list":
-            if args.dead:
-                for d in outbox.dead_letters(args.limit):
-                    print(f"{d.id}\t{d.alert_id}\t{d.event_seq}\t{d.event_type}\t{d.desk}\tattempts={d.attempts}\t"
-                          f"{datetime.fromtimestamp(d.failed_at, UTC).isoformat()}\t{d.reason}")
-            else:
-                for e in outbox.pending(args.limit):
-                    print(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\tattempts={e[5]}\t"
-                          f"next={datetime.fromtimestamp(e[6], UTC).isoformat()}\t{e[7] or ''}")
-            stats = outbox.stats(time.time())
-            print(f"# queued={stats.depth} oldest_age_s={stats.oldest_age_s:.1f} dead_letters={stats.dead_letters}")
+            _list(outbox, args)
         elif args.action == "retry":
             print(f"requeued {outbox.retry_dead(args.ids or None, now=time.time())} dead letter(s)")
+        elif refused:
+            ids = [*args.ids, *args.refused]
+            print(f"purged {outbox.purge_refused(ids or None)} refused message(s)")
         else:
             print(f"purged {outbox.purge_dead(args.ids or None)} dead letter(s)")
     finally:
         outbox.close()
     return 0
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat()
+
+
+def _list(outbox: Outbox, args: argparse.Namespace) -> None:
+    """The queue, the dead letters and the refused messages (or only the ones asked for), then the counts."""
+    refused = args.refused is not None
+    every = not (args.queued or args.dead or refused)
+    if every or args.queued:
+        if every:
+            print("# queued deliveries: id alert_id seq event desk attempts next_attempt last_error")
+        for e in outbox.pending(args.limit):
+            print(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\tattempts={e[5]}\tnext={_iso(e[6])}\t{e[7] or ''}")
+    if every or args.dead:
+        if every:
+            print("# dead letters (outbox retry|purge ID): id alert_id seq event desk attempts failed_at reason")
+        for d in outbox.dead_letters(args.limit):
+            print(f"{d.id}\t{d.alert_id}\t{d.event_seq}\t{d.event_type}\t{d.desk}\tattempts={d.attempts}\t"
+                  f"{_iso(d.failed_at)}\t{d.reason}")
+    if every or refused:
+        if every:
+            print("# refused at intake, never deliverable (outbox purge --refused ID): id topic received_at "
+                  "reason detail")
+        for r in outbox.refused(args.limit):
+            print(f"{r.id}\t{r.topic}\t{_iso(r.received_at)}\t{r.reason}\t{r.detail}")
+    stats = outbox.stats(time.time())
+    print(f"# queued={stats.depth} oldest_age_s={stats.oldest_age_s:.1f} dead_letters={stats.dead_letters} "
+          f"refused={stats.refused}")
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -237,11 +272,15 @@ def _add_run(sub: Any) -> None:
 
 
 def _add_outbox(sub: Any) -> None:
-    p = sub.add_parser("outbox", help="list, retry or purge queued and dead-lettered events")
+    p = sub.add_parser("outbox", help="list queued, dead-lettered and refused messages; retry or purge them")
     p.add_argument("action", choices=["list", "retry", "purge"])
-    p.add_argument("ids", nargs="*", type=int, help="dead-letter ids for retry/purge (default: all)")
-    p.add_argument("--dead", action="store_true", help="list: show dead letters instead of the queue")
-    p.add_argument("--limit", type=int, default=100, help="list: at most this many rows")
+    p.add_argument("ids", nargs="*", type=int, help="ids for retry/purge (default: all)")
+    p.add_argument("--queued", action="store_true", help="list: only the queue")
+    p.add_argument("--dead", action="store_true", help="list: only the dead letters")
+    p.add_argument("--refused", nargs="*", type=int, metavar="ID",
+                   help="list: only what intake refused; purge: delete refused messages, these ids or all (they are "
+                   "never deliverable, so there is no retry)")
+    p.add_argument("--limit", type=int, default=100, help="list: at most this many rows of each")
     p.set_defaults(func=_outbox)
 
 

@@ -2,6 +2,8 @@
 
 TOML layout (see ``config/cloud-bridge.example.toml``)::
 
+    kinds_path        vendor machine kinds, the file the agents read too (pdm_common.kinds)
+    [kinds.<name>]    or declared inline: words, channel units, fault parts and checks on tickets
     [mqtt]            broker connection (pdm_common.mqtt.MqttSettings)
     [gateways.<gw>]   each gateway's site and alert-signing key (require_signed_alerts = true)
     [commands]        the bridge's command-signing key (desk changes sent to the edge)
@@ -24,7 +26,7 @@ import socket
 from datetime import date, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -39,9 +41,11 @@ from pydantic import (
 )
 
 from pdm_common.contracts import NAME_PATTERN
+from pdm_common.kinds import KindName, KindsFile, check_declarations, declarations, read_kinds_file
 from pdm_common.logs import LogSettings
 from pdm_common.metrics import DEFAULT_METRICS_HOST
 from pdm_common.mqtt import MqttSettings
+from pdm_common.preflight import Problem
 from pdm_common.settings import ServiceSettings
 
 __all__ = [
@@ -343,7 +347,8 @@ class MetricsSettings(_Section):
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: str = Field(DEFAULT_METRICS_HOST, description="bind address; localhost unless a firewall guards it")
     # 9109 next to the agent's 9108, so both can run on one host (e.g. the demo).
-    port: int = Field(9109, ge=1, le=65535, description="TCP port of the metrics endpoint")
+    port: int = Field(9109, ge=0, le=65535, description="TCP port of the metrics endpoint; 0 picks a free one, "
+                      "logged as metrics.serving url=… (tests, several bridges on one host)")
 
 
 class BridgeSettings(ServiceSettings):
@@ -363,6 +368,12 @@ class BridgeSettings(ServiceSettings):
         "https://dashboard.example.com/assets/{site}/{asset}", description="asset dashboard link; {site} {asset}"
     )
     default_language: Language = Field("en", description="customer-message language when the registry has none")
+    kinds: dict[KindName, dict[str, Any]] = Field(
+        default_factory=dict, description="vendor machine kinds as [kinds.<name>] tables (the agent's schema): their "
+        "words, channel units and fault parts on tickets; prefer kinds_path, shared with the agents")
+    kinds_path: KindsFile | None = Field(
+        None, description="a TOML file of [kinds.<name>] tables, the same file the agents read (e.g. "
+        "/etc/pdm-edge/kinds.toml); a kind is declared there or in [kinds], not both")
     desks: dict[DeskName, DeskSettings] = Field(default_factory=dict, description="configured desks by name")
     gateways: dict[DeskName, GatewaySettings] = Field(
         default_factory=dict, description="gateways by name (their alert signatures' key_id): site and key")
@@ -381,6 +392,23 @@ class BridgeSettings(ServiceSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        check_declarations(value)
+        return value
+
+    _read_kinds_path = field_validator("kinds_path", mode="before")(read_kinds_file)
+
+    @model_validator(mode="after")
+    def _declared_once(self) -> Self:
+        self.declared_kinds()
+        return self
+
+    def declared_kinds(self) -> dict[str, dict[str, Any]]:
+        """The vendor kinds declared in ``kinds_path`` and in ``[kinds]`` (each in one of them)."""
+        return declarations(self.kinds, self.kinds_path)
+
     @field_validator("desks")
     @classmethod
     def _some_desk(cls, value: dict[str, DeskSettings]) -> dict[str, DeskSettings]:
@@ -388,12 +416,18 @@ class BridgeSettings(ServiceSettings):
             raise ValueError("configure at least one desk as a [desks.<name>] table with kind and base_url")
         return value
 
-    def signing_problem(self) -> str | None:
-        """Why alert intake cannot work as configured (checked when the bridge starts), or None."""
+    def signing_problem(self) -> Problem | None:
+        """Why alert intake cannot work as configured, or None.
+
+        Checked by ``run`` (before the outbox opens), ``check-config`` and ``doctor``; the gateways' key
+        files themselves are checked with every other file (:func:`pdm_common.preflight.preflight`).
+        """
         if self.require_signed_alerts and not self.gateways:
-            return ("require_signed_alerts = true but no [gateways.<gateway>] table is configured, so every alert "
-                    "would be refused. Fix: add one per gateway with site and secret_file (the key its agent signs "
-                    "with, agent config [signing]), or set require_signed_alerts = false on a closed test network")
+            return Problem(
+                "require_signed_alerts", None,
+                "is true but no [gateways.<gateway>] table is configured, so every alert would be refused",
+                "add one per gateway with site and secret_file (the key its agent signs with, agent config "
+                "[signing]), or set require_signed_alerts = false on a closed test network")
         return None
 
     @field_validator("routing")

@@ -98,8 +98,10 @@ class Dispatcher:
         clock: Callable[[], float],
         rng: random.Random | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        render: Callable[[AlertEvent, PlotMarks], bytes | None] = render_plot,
     ) -> None:
         self._outbox = outbox
+        self._render = render
         self._adapters = adapters
         self._to_ticket = to_ticket
         self._retry = retry
@@ -245,7 +247,7 @@ class Dispatcher:
         delivery = Delivery(
             ticket=ticket, ticket_ref=event.ticket_ref, maybe_landed=event.leases > 1,
             started_at=event.first_leased_at, now=now,
-            plot=(lambda: render_plot(event.alert, marks)) if wants_plot else None,
+            plot=(lambda: self._render(event.alert, marks)) if wants_plot else None,
             record_ref=lambda ref: self._outbox.record_ticket_ref(event.alert.alert_id, ref),
             desk_resolved=event.desk_status == "resolved", serviced_at=served, create_sent_at=event.create_sent_at,
             mark_create_sent=lambda: self._outbox.mark_create_sent(event.id, self._clock()),

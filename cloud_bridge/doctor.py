@@ -1,16 +1,16 @@
 """``cloud-bridge doctor``: check the bridge's configuration and surroundings; say what to fix.
 
 Checks: config loads; broker password credential; TLS files and their expiry; broker reachable,
-TLS handshake, login; clock; asset registry and fault-action table; each desk's credentials and
-URL; the outbox (free disk and integrity for SQLite, a login for PostgreSQL). Exit status 1 when
-any check fails.
+TLS handshake, login; clock; asset registry and fault-action table; signed alerts (gateways listed,
+each gateway's key); each desk's credentials and URL; the outbox (free disk and integrity for SQLite,
+a login for PostgreSQL). Exit status 1 when any check fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -22,7 +22,7 @@ import pdm_common
 from cloud_bridge.app import mqtt_client_id
 from cloud_bridge.assets import parse_registry
 from cloud_bridge.config import BridgeSettings, DeskKind, DeskSettings, OutboxSettings
-from cloud_bridge.errors import RegistryError
+from cloud_bridge.errors import DeskConfigError, PermanentDeliveryError, RegistryError, RetryableDeliveryError
 from cloud_bridge.registry import load_fault_actions
 from pdm_common.doctor import (
     Check,
@@ -50,6 +50,7 @@ __all__ = [
     "add_parser",
     "bridge_checks",
     "check_desk",
+    "check_signing",
     "credential_map_of",
     "describe_postgres_error",
     "directories",
@@ -91,14 +92,32 @@ def check_desk(name: str, desk: DeskSettings, sources: dict[str, Path]) -> list[
     return results
 
 
-_PROBES: dict[DeskKind, tuple[str, Callable[[DeskSettings], dict[str, str | int]]]] = {
-    # Authenticated, read-only, one row at most: what the adapter itself will need to work.
-    DeskKind.ZENDESK: ("/api/v2/tickets.json", lambda d: {"per_page": 1}),
-    DeskKind.SERVICENOW: ("/api/now/table/{table}", lambda d: {"sysparm_limit": 1, "sysparm_fields": "sys_id"}),
-    DeskKind.JSM: ("/rest/api/3/search/jql", lambda d: {"jql": "labels = pdm-edge", "maxResults": 1, "fields": "key"}),
-}
-"""Read-only call per desk kind. PagerDuty's Events API v2 and a webhook receiver have none: for
-them the probe only proves the endpoint answers over verified TLS (any HTTP status)."""
+def check_signing(settings: BridgeSettings, sources: Mapping[str, Path]) -> list[CheckResult]:
+    """Who may speak for which site: signed alerts required with gateways listed, and each gateway's key.
+
+    Args:
+        settings: the bridge settings.
+        sources: credential sources of the installed unit (a key in ``/run/credentials/…`` is read there).
+    """
+    problem = settings.signing_problem()
+    if problem is not None:
+        return [fail("signing", f"{problem.field} {problem.detail}", problem.fix)]
+    results: list[CheckResult] = []
+    if not settings.require_signed_alerts:
+        results.append(warn("signing", "require_signed_alerts = false: alerts without a signature are accepted from "
+                            "anyone who can publish on an alert topic",
+                            "list each gateway under [gateways.<gateway>] and set require_signed_alerts = true"))
+    for name, gateway in sorted(settings.gateways.items()):
+        label = f"gateway.{name}.secret"
+        if gateway.secret_file is None:
+            results.append(warn(label, "the gateway's signing secret is written in the config file",
+                                "move it to /etc/pdm-edge/credentials/cloud-bridge/ and set secret_file"))
+        else:
+            results.append(check_secret_file(label, resolve_credential(gateway.secret_file, UNIT, sources)))
+    if settings.gateways:
+        sites = ", ".join(f"{name} -> {g.site}" for name, g in sorted(settings.gateways.items()))
+        results.append(ok("signing", f"{len(settings.gateways)} gateway(s) may sign alerts: {sites}"))
+    return results
 
 
 def _desk_for_doctor(desk: DeskSettings, sources: Mapping[str, Path]) -> DeskSettings:
@@ -109,55 +128,40 @@ def _desk_for_doctor(desk: DeskSettings, sources: Mapping[str, Path]) -> DeskSet
 
 def probe_desk(name: str, desk: DeskSettings, *, timeout_s: float,
                sources: Mapping[str, Path] | None = None) -> CheckResult:
-    """Contact the desk: an authenticated read-only request where the API has one, else a TLS reach.
+    """Contact the desk through its adapter's ``probe()``: an authenticated read-only call where the
+    desk's API has one (PagerDuty's Events API and a webhook receiver have none), and say what it found.
 
     Args:
         name: the desk's name in ``[desks.<name>]``.
         desk: its settings.
-        timeout_s: bound of the request.
+        timeout_s: bound of each request.
         sources: credential sources of the installed unit (doctor from a shell).
     """
-    import httpx
-
     from cloud_bridge.desks import make_adapter
 
     label = f"desk.{name}.api"
+    settings = _desk_for_doctor(desk, sources or {}).model_copy(update={"timeout_s": min(desk.timeout_s, timeout_s)})
     try:
-        adapter = make_adapter(name, _desk_for_doctor(desk, sources or {}))
+        adapter = make_adapter(name, settings)
     except OSError as exc:
         return fail(label, f"cannot read the desk's credential: {exc.strerror or exc}",
                     f"fix [desks.{name}] token_file / hmac_secret_file")
-    probe = _PROBES.get(desk.kind)
-    path, params = (probe[0].format(table=desk.table), probe[1](desk)) if probe else (desk.path, {})
-    method = "GET" if probe else "HEAD"
     try:
-        with adapter.client as client:
-            response = client.request(method, path, params=params, timeout=timeout_s)
-    except httpx.ConnectError as exc:
-        reason = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
-            return fail(label, f"TLS certificate of {desk.base_url} is not trusted: {reason[:160]}",
-                        "a configuration problem, not an outage: fix base_url, or install the desk's CA in the "
-                        "system store (update-ca-certificates); never disable verification")
-        return fail(label, f"cannot connect to {desk.base_url}: {reason[:160]}",
-                    "check DNS, the firewall and base_url")
-    except httpx.HTTPError as exc:
-        return fail(label, f"{method} {path} failed: {type(exc).__name__}: {str(exc)[:160]}",
-                    f"check that {desk.base_url} is up; [desks.{name}] timeout_s is {desk.timeout_s:g}s")
-    status = response.status_code
-    where = f"{method} {desk.base_url.rstrip('/')}{path} answered {status}"
-    if not probe:
-        return ok(label, f"{where} over verified TLS (no read-only call in the {desk.kind.value} API: "
-                  "credentials are checked by the first delivery)")
-    if status in (401, 403):
-        return fail(label, f"{where}: the desk refused the credentials",
-                    f"renew the API token in [desks.{name}] token_file, check username and the account's rights")
-    if status == 404:
-        return fail(label, f"{where}: no such API at this address",
-                    f"check [desks.{name}] base_url (and table / service_desk_id)")
-    if status >= 400:
-        return warn(label, f"{where}", "the desk is reachable but unhealthy; see its status page")
-    return ok(label, f"{where}: authenticated, read access works")
+        found = adapter.probe()
+    except DeskConfigError as exc:
+        return fail(label, f"{desk.base_url}: {exc.detail}", f"a configuration problem, not an outage: {exc.fix}")
+    except PermanentDeliveryError as exc:
+        refused = exc.status in (401, 403)
+        return fail(label, f"{desk.base_url} {'refused the credentials' if refused else 'refused the call'}: "
+                    f"{exc.reason}: {exc.detail[:160]}",
+                    f"renew the API token in [desks.{name}] token_file, check username and the account's rights"
+                    if refused else f"check [desks.{name}] base_url and the ids it names (table, service_desk_id)")
+    except RetryableDeliveryError as exc:
+        return fail(label, f"{desk.base_url} did not answer: {exc.reason}: {exc.detail[:160]}",
+                    f"check that the desk is up, DNS and the firewall; [desks.{name}] timeout_s is {desk.timeout_s:g}s")
+    finally:
+        adapter.close()
+    return ok(label, found)
 
 
 def _check_registry(path: Path) -> CheckResult:
@@ -279,6 +283,7 @@ def bridge_checks(settings: BridgeSettings, *, now: datetime, network: bool = Tr
         ("clock", lambda: check_clock_at(now, [Path(pdm_common.__file__), outbox.path])),
         ("registry", lambda: _check_registry(settings.registry_path)),
         ("fault_actions", lambda: _check_fault_actions(settings.fault_actions_path)),
+        ("signing", lambda: check_signing(settings, sources)),
     ]
     desks = sorted(settings.desks.items())
     checks += [(f"desk.{name}", partial(check_desk, name, desk, sources)) for name, desk in desks]

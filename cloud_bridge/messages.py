@@ -50,6 +50,8 @@ class MessageFacts:
         zone: the customer's time zone.
         fails_within_h: the pessimistic (p10) time to failure, when known and meaningful.
         reference: the case reference printed at the end (lets a retry find the message again).
+        unclassified: no known fault explains the readings: the message says the unit does not run as
+            it normally does and that the cause is not known yet, instead of naming a fault.
     """
 
     kind: MessageKind
@@ -61,6 +63,7 @@ class MessageFacts:
     zone: ZoneInfo
     fails_within_h: float | None
     reference: str
+    unclassified: bool = False
 
 
 def format_when(when: datetime, zone: ZoneInfo, language: Language) -> str:
@@ -101,8 +104,12 @@ def _english(f: MessageFacts) -> str:
         return (f"{hello} after the recent change to your {f.equipment}, our monitoring has re-learned what normal "
                 f"looks like for it, and we have closed the case about the earlier readings. {ref}")
     if f.kind == "reopen":
-        noticed = (f"we are sorry: after the recent service visit, your {f.equipment} still shows signs of "
-                   f"{f.fault_name}, so the repair did not hold.")
+        symptom = "does not run as it normally does" if f.unclassified else f"shows signs of {f.fault_name}"
+        noticed = (f"we are sorry: after the recent service visit, your {f.equipment} still {symptom}, so the "
+                   "repair did not hold.")
+    elif f.unclassified:
+        noticed = (f"our monitoring noticed that your {f.equipment} does not run as it normally does. The readings "
+                   "do not show the cause yet; the technician will find it on site.")
     elif f.sensor_fault:
         noticed = (f"our monitoring noticed that one of the sensors in your {f.equipment} gives wrong readings. "
                    "The unit itself seems to work normally.")
@@ -130,8 +137,12 @@ def _norwegian(f: MessageFacts) -> str:
         return (f"{hello} etter den siste endringen på {f.equipment} har overvåkingen vår lært på nytt hva som er "
                 f"normalt for anlegget, og vi har lukket saken om de tidligere målingene. {ref}")
     if f.kind == "reopen":
-        noticed = (f"vi beklager: etter det siste servicebesøket viser {f.equipment} fortsatt tegn på "
-                   f"{f.fault_name}, så reparasjonen holdt ikke.")
+        symptom = (f"går {f.equipment} fortsatt ikke som normalt" if f.unclassified
+                   else f"viser {f.equipment} fortsatt tegn på {f.fault_name}")
+        noticed = f"vi beklager: etter det siste servicebesøket {symptom}, så reparasjonen holdt ikke."
+    elif f.unclassified:
+        noticed = (f"overvåkingen vår har oppdaget at {f.equipment} ikke går som normalt. Målingene viser ikke "
+                   "årsaken ennå; teknikeren finner den på stedet.")
     elif f.sensor_fault:
         noticed = (f"overvåkingen vår har oppdaget at en av sensorene i {f.equipment} gir feil målinger. "
                    "Selve anlegget ser ut til å fungere normalt.")

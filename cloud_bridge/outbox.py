@@ -725,6 +725,15 @@ class Outbox:
             "SELECT id, topic, reason, detail, received_at FROM refused ORDER BY id LIMIT ?", (limit,)).fetchall()))
         return [RefusedRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), float(r[4])) for r in rows]
 
+    def purge_refused(self, ids: Sequence[int] | None) -> int:
+        """Delete refused messages (all when ``ids`` is None); returns how many.
+
+        There is no retry: a refused message can never be delivered as it is (its reason says why); the
+        publisher re-sends a corrected one, which intake judges afresh.
+        """
+        where, params = self._id_filter(ids)
+        return self._db.run(lambda c: int(c.execute("DELETE FROM refused" + where, params).rowcount))
+
     def mark_create_sent(self, event_id: int, now: float) -> None:
         """Note that a create for this event is about to go out (its answer may be lost)."""
         self._db.run(lambda c: c.execute(

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from cloud_bridge.vocabulary import failure_threshold, metric_words
+from cloud_bridge.vocabulary import BUILTIN_VOCABULARY, Vocabulary
 from pdm_common.contracts import AlertEvent
 
 __all__ = ["PlotMarks", "render_plot", "stopped_spans"]
@@ -57,14 +57,21 @@ def stopped_spans(times_ms: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in pairwise(times_ms) if b - a > STOP_GAP_FACTOR * typical]
 
 
-def render_plot(alert: AlertEvent, marks: PlotMarks | None = None) -> bytes | None:
-    """The PNG bytes, or None when the alert carries no recent series."""
+def render_plot(alert: AlertEvent, marks: PlotMarks | None = None,
+                vocabulary: Vocabulary = BUILTIN_VOCABULARY) -> bytes | None:
+    """The PNG bytes, or None when the alert carries no recent series.
+
+    Args:
+        alert: the alert with its recent series.
+        marks: moments to mark and the customer's time zone.
+        vocabulary: names, units and failure thresholds of the alert's kind (built-in and declared kinds).
+    """
     marks = marks or PlotMarks()
     zone = marks.zone or ZoneInfo("UTC")
     series = [s for s in alert.recent if s.points][:MAX_PANELS]
     if not series:
         return None
-    threshold = failure_threshold(alert.probable_fault.code)
+    threshold = vocabulary.failure_threshold(alert.probable_fault.code, alert.kind)
     with _LOCK:
         import matplotlib
 
@@ -79,7 +86,7 @@ def render_plot(alert: AlertEvent, marks: PlotMarks | None = None) -> bytes | No
             window_start = datetime.fromtimestamp(first_ms / 1000, tz=UTC)
             window_end = datetime.fromtimestamp(last_ms / 1000, tz=UTC)
             for ax, s in zip(axes[:, 0], series, strict=True):
-                words = metric_words(s.metric)
+                words = vocabulary.metric_words(s.metric, alert.kind, alert.asset)
                 times = [datetime.fromtimestamp(ms / 1000, tz=UTC) for ms, _ in s.points]
                 ax.plot(times, [v for _, v in s.points], linewidth=1.2, label=words.name)
                 for a, b in stopped_spans([ms for ms, _ in s.points]):

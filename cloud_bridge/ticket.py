@@ -27,10 +27,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cloud_bridge.assets import AssetRecord
-from cloud_bridge.fault_actions import FaultActions
+from cloud_bridge.fault_actions import UNCLASSIFIED, FaultActions
 from cloud_bridge.messages import Language, MessageFacts, MessageKind, customer_message
 from cloud_bridge.urgency import CalendarPolicy, Priority, assess, contact_deadline
-from cloud_bridge.vocabulary import failure_threshold, kind_word, metric_words
+from cloud_bridge.vocabulary import BUILTIN_VOCABULARY, MetricWords, Vocabulary
 from pdm_common.contracts import AlertEvent, AlertStatus, Contributor, EventType, SensorStatus, format_ts, parse_ts
 
 __all__ = [
@@ -126,6 +126,8 @@ class MappingContext:
     sla_hours: dict[str, float]
     dashboard_url: str
     default_language: Language = "en"
+    vocabulary: Vocabulary = BUILTIN_VOCABULARY
+    """Words of the built-in and the declared machine kinds (``kinds_path`` / ``[kinds]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +272,7 @@ def _day(on: date) -> str:
     return on.strftime("%d %b %Y")
 
 
-def _contributor_line(c: Contributor) -> str:
-    words = metric_words(c.metric)
+def _contributor_line(c: Contributor, words: MetricWords) -> str:
     if c.value is None:
         return f"- {words.name}: no reading (sensor absent)"
     line = f"- {words.name}: {words.value(c.value)}"
@@ -340,6 +341,11 @@ class _Facts:
     checks: tuple[str, ...]
     history: AlertHistory
     snoozed: tuple[datetime | None, str | None]
+    vocabulary: Vocabulary
+
+    def words(self, metric: str) -> MetricWords:
+        """A metric of this alert's asset in words, with its unit."""
+        return self.vocabulary.metric_words(metric, self.alert.kind, self.alert.asset)
 
 
 def _diagnosis_lines(f: _Facts) -> list[str]:
@@ -356,25 +362,26 @@ def _diagnosis_lines(f: _Facts) -> list[str]:
     if f.history.serviced_at is not None:
         lines.append(f"Serviced: {_local(f.history.serviced_at, f.zone)}")
     lines += ["", "Diagnosis:",
-              f"- probable fault: {f.fault_en} ({a.probable_fault.confidence:.0%} confidence)"]
+              f"- probable fault: {f.fault_en}" + ("" if a.probable_fault.code == UNCLASSIFIED
+                                                  else f" ({a.probable_fault.confidence:.0%} confidence)")]
     lines += [f"- alternative: {name} ({conf:.0%})" for name, conf in f.alternatives]
     ttf = a.time_to_failure_h
     if ttf is not None and not a.is_sensor_fault:
-        criterion = ttf.criterion or _criterion(a.probable_fault.code)
+        criterion = ttf.criterion or _criterion(f)
         until_what = f" ({criterion})" if criterion else ""
         lines.append(f"- may fail within {ttf.p10:.0f} h (pessimistic), about {ttf.p50:.0f} h (median){until_what}")
-    lines += [_contributor_line(c) for c in a.contributors]
-    lines += [f"- sensor {metric_words(h.metric).name}: {h.status.value}" for h in a.sensor_health
+    lines += [_contributor_line(c, f.words(c.metric)) for c in a.contributors]
+    lines += [f"- sensor {f.words(h.metric).name}: {h.status.value}" for h in a.sensor_health
               if h.status is not SensorStatus.OK]
     lines.append(f"- first seen {_local(a.first_seen, f.zone)}, last seen {_local(a.last_seen, f.zone)}")
     return lines
 
 
-def _criterion(code: str) -> str | None:
-    threshold = failure_threshold(code)
+def _criterion(f: _Facts) -> str | None:
+    threshold = f.vocabulary.failure_threshold(f.alert.probable_fault.code, f.alert.kind)
     if threshold is None:
         return None
-    words = metric_words(threshold.metric)
+    words = f.words(threshold.metric)
     return f"{threshold.description}: {words.name} {threshold.direction} {words.value(threshold.value)}"
 
 
@@ -442,9 +449,10 @@ def map_alert(alert: AlertEvent, record: AssetRecord | None, *, now: datetime, c
     urgency = assess(alert, record, now=now, calendar=ctx.calendar)
     language: Language = (record.language if record and record.language else None) or ctx.default_language
     zone = ZoneInfo(record.timezone) if record is not None and record.timezone else ctx.calendar.zone
-    fault = ctx.fault_actions.for_code(alert.probable_fault.code)
+    vocabulary = ctx.vocabulary
+    fault = vocabulary.fault_action(alert.kind, alert.probable_fault.code, ctx.fault_actions)
     fault_en = fault.name_in("en")
-    kind_en = kind_word(alert.kind, "en")
+    kind_en = vocabulary.kind_word(alert.kind, "en")
     equipment_en = f"{record.model} {kind_en}" if record else kind_en
     ttf = alert.time_to_failure_h
     p10 = None if ttf is None or alert.is_sensor_fault else ttf.p10
@@ -461,20 +469,24 @@ def map_alert(alert: AlertEvent, record: AssetRecord | None, *, now: datetime, c
         kind: MessageKind = _MESSAGE_KIND.get(action) or _RESOLVE_KIND[resolution or Resolution.RECOVERED]
         facts = MessageFacts(
             kind=kind, customer_name=record.contact.name,
-            equipment=equipment_en if language == "en" else kind_word(alert.kind, language),
+            equipment=equipment_en if language == "en" else vocabulary.kind_word(alert.kind, language),
             fault_name=fault.name_in(language), sensor_fault=alert.is_sensor_fault, contact_by=contact_by,
             zone=zone, fails_within_h=p10, reference=f"{ref}/{alert.event_seq}",
+            unclassified=alert.probable_fault.code == UNCLASSIFIED,
         )
         public = customer_message(facts, language)
-    alternatives = tuple((ctx.fault_actions.for_code(a.code).name_in("en"), a.confidence)
+    alternatives = tuple((vocabulary.fault_action(alert.kind, a.code, ctx.fault_actions).name_in("en"), a.confidence)
                          for a in alert.probable_fault.alternatives)
     f = _Facts(alert=alert, record=record, zone=zone, priority=urgency.priority, reasons=urgency.reasons,
                deadline=deadline, contact_by=contact_by, fault_en=fault_en, alternatives=alternatives,
-               parts=tuple(fault.parts), checks=tuple(fault.checks), history=history, snoozed=_snooze(alert))
+               parts=tuple(fault.parts), checks=tuple(fault.checks), history=history, snoozed=_snooze(alert),
+               vocabulary=vocabulary)
     title = f"{alert.asset} ({equipment_en}): {fault_en}: {urgency.priority.words} ({urgency.priority.value})"
     if action is TicketAction.RESOLVE:
         title = f"Resolved: {title}"
-    summary = (f"Probable {fault_en} on {equipment_en} {alert.asset} at site {alert.site} "
+    summary = (f"Abnormal operation of {equipment_en} {alert.asset} at site {alert.site}: no known fault signature "
+               f"fits the readings (severity {alert.severity.value})." if alert.probable_fault.code == UNCLASSIFIED
+               else f"Probable {fault_en} on {equipment_en} {alert.asset} at site {alert.site} "
                f"({alert.probable_fault.confidence:.0%} confidence, severity {alert.severity.value}).")
     dashboard = ctx.dashboard_url.format(site=alert.site, asset=alert.asset)
     brief = _brief(f, summary, public, language=language, dashboard=dashboard, ref=ref)

@@ -193,7 +193,8 @@ class EdgeAgent:
         self.outbox = Outbox(state_dir / OUTBOX_FILE, max_rows=settings.outbox_max_rows)
         m.outbox_salvaged.inc(self.outbox.salvaged)
         m.outbox_lost.inc(self.outbox.lost)
-        self.engine = DetectionEngine(settings.detection, gateway=settings.gateway, agent_version=__version__)
+        self.engine = DetectionEngine(settings.detection, gateway=settings.gateway, agent_version=__version__,
+                                      profiles=settings.profiles())
         self.checkpoint_path: Path = state_dir / CHECKPOINT_FILE
         self._checkpoints: CheckpointStore | None = None
         self._writer: CheckpointWriter | None = None

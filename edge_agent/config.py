@@ -6,17 +6,17 @@ See ``config/edge-agent.example.toml`` for every field with its meaning.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from edge_agent.commands import CommandSettings, SigningSettings
 from edge_agent.detection.settings import DETECTOR_NAMES, DetectionSettings
 from pdm_common.contracts import KIND_PATTERN, NAME_PATTERN
-from pdm_common.errors import ProfileError
+from pdm_common.kinds import KindsFile, check_declarations, declarations, read_kinds_file
 from pdm_common.logs import LogSettings
 from pdm_common.mqtt import MqttSettings
-from pdm_common.profiles import ProfileRegistry, parse_declarations
+from pdm_common.profiles import Profile, ProfileRegistry
 from pdm_common.settings import ServiceSettings
 
 __all__ = ["AgentSettings", "LogSettings", "MetricsSettings"]
@@ -32,6 +32,13 @@ class MetricsSettings(BaseModel):
     enabled: bool = Field(True, description="serve Prometheus metrics")
     host: str = Field("127.0.0.1", description="bind address; keep it on localhost unless a firewall guards it")
     port: int = Field(9108, ge=0, le=65535, description="TCP port of the metrics endpoint; 0 picks a free one (tests)")
+
+
+def _check_detectors(profiles: dict[str, Profile]) -> None:
+    for name, profile in profiles.items():
+        for detector in [profile.detector] + [a.detector for a in profile.assets.values()]:
+            if detector is not None and detector not in DETECTOR_NAMES:
+                raise ValueError(f"kinds.{name}: detector {detector!r} is not one of {', '.join(DETECTOR_NAMES)}")
 
 
 class AgentSettings(ServiceSettings):
@@ -69,6 +76,10 @@ class AgentSettings(ServiceSettings):
         description="machine kinds beyond heat_pump and pump (or additions to them): channels, operating "
         "condition, faults, detector, per-asset channels; see config/edge-agent.example.toml [kinds]",
     )
+    kinds_path: KindsFile | None = Field(
+        None, description="a TOML file of [kinds.<name>] tables shared with the cloud bridge (which words tickets "
+        "with the same declarations), e.g. /etc/pdm-edge/kinds.toml; a kind is declared there or in [kinds], not both",
+    )
     commands: CommandSettings = Field(default_factory=CommandSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     log: LogSettings = Field(default_factory=LogSettings)
@@ -77,17 +88,27 @@ class AgentSettings(ServiceSettings):
     @field_validator("kinds")
     @classmethod
     def _kinds(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        try:
-            profiles = parse_declarations(value)
-        except ProfileError as exc:
-            raise ValueError(f"{exc}; fix the [kinds] table") from None
-        for name, profile in profiles.items():
-            named = [profile.detector] + [a.detector for a in profile.assets.values()]
-            for detector in named:
-                if detector is not None and detector not in DETECTOR_NAMES:
-                    raise ValueError(f"kinds.{name}: detector {detector!r} is not one of {', '.join(DETECTOR_NAMES)}")
+        _check_detectors(check_declarations(value))
         return value
 
+    _read_kinds_path = field_validator("kinds_path", mode="before")(read_kinds_file)
+
+    @field_validator("kinds_path")
+    @classmethod
+    def _kinds_file(cls, value: KindsFile | None) -> KindsFile | None:
+        if value is not None:
+            _check_detectors(check_declarations(value.kinds, where=str(value.path)))
+        return value
+
+    @model_validator(mode="after")
+    def _declared_once(self) -> Self:
+        self.declared_kinds()
+        return self
+
+    def declared_kinds(self) -> dict[str, dict[str, Any]]:
+        """The kinds declared in ``kinds_path`` and in ``[kinds]`` (each in one of them)."""
+        return declarations(self.kinds, self.kinds_path)
+
     def profiles(self) -> ProfileRegistry:
-        """The built-in machine profiles plus (or extended by) the declared ``[kinds]``."""
-        return ProfileRegistry.with_declared(self.kinds)
+        """The built-in machine profiles plus (or extended by) the declared kinds (``kinds_path``, ``[kinds]``)."""
+        return ProfileRegistry.with_declared(self.declared_kinds())

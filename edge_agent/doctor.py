@@ -83,8 +83,12 @@ def check_checkpoint_contents(path: Path) -> CheckResult:
 
 
 def directories(settings: AgentSettings) -> list[tuple[str, Path]]:
-    """Directories the agent writes: the state directory and its checkpoints."""
-    return [("state_dir", settings.state_dir), ("state_dir", settings.state_dir / CHECKPOINT_DIR)]
+    """Directories the agent must be able to write before it starts: the state directory.
+
+    Its ``checkpoints/`` is not checked here: the agent runs degraded (alerting, not checkpointing,
+    ``pdm_agent_degraded{condition="checkpoint_disk"}``) until that directory is usable again.
+    """
+    return [("state_dir", settings.state_dir)]
 
 
 def credential_map_of(settings: AgentSettings, root: Path = Path("/")) -> dict[Path, Path]:

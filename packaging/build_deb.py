@@ -20,7 +20,7 @@ Layout of the package::
     /etc/pdm-edge/edge-agent.toml           conffile: the example; dpkg keeps local edits on upgrade
     /etc/mosquitto/conf.d/pdm-edge.conf     conffile: the Mosquitto drop-in (config/mosquitto)
     /etc/mosquitto/pdm/acl                  conffile: the site-pattern ACL
-    /usr/share/doc/pdm-edge-agent/          examples (the bridge to the cloud, make-test-ca.sh), copyright
+    /usr/share/doc/pdm-edge-agent/          examples (the bridge to the cloud, make-test-ca.sh, vendor kinds), copyright
 
 The maintainer scripts (``packaging/debian/``) create the user and the directories, enable the unit
 (without starting it: it needs a configured site first) and restart it on upgrade; ``remove`` keeps
@@ -153,6 +153,7 @@ def _files(stage: Path) -> None:
     put(REPO / "config" / "mosquitto" / "acl", "etc/mosquitto/pdm/acl", 0o640)
     docs = f"usr/share/doc/{PACKAGE}"
     put(REPO / "config" / "edge-agent.example.toml", f"{docs}/examples/edge-agent.example.toml")
+    put(REPO / "config" / "kinds.example.toml", f"{docs}/examples/kinds.example.toml")
     put(REPO / "config" / "mosquitto" / "bridge-to-cloud.conf", f"{docs}/examples/mosquitto-bridge-to-cloud.conf")
     put(REPO / "config" / "mosquitto" / "make-test-ca.sh", f"{docs}/examples/make-test-ca.sh", 0o755)
     put(REPO / "packaging" / "debian" / "copyright", f"{docs}/copyright")

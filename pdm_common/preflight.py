@@ -44,18 +44,20 @@ class Problem:
 
     Attributes:
         field: the dotted config field (``mqtt.tls.ca_file``).
-        path: the path it names.
+        path: the path it names (None for a problem of values, not of a file: ``require_signed_alerts``
+            with no ``[gateways]`` table).
         detail: what is wrong.
         fix: what to do about it.
     """
 
     field: str
-    path: Path
+    path: Path | None
     detail: str
     fix: str
 
     def __str__(self) -> str:
-        return f"  - {self.field} = {str(self.path)!r}: {self.detail}. Fix: {self.fix}."
+        where = self.field if self.path is None else f"{self.field} = {str(self.path)!r}"
+        return f"  - {where}: {self.detail}. Fix: {self.fix}."
 
 
 def _walk(value: object, prefix: str) -> Iterator[tuple[str, bool, object]]:

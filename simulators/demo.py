@@ -2,9 +2,10 @@
 
 Everything runs on this machine: a broker (the embedded pure-Python one by default, Mosquitto with
 ``--broker mosquitto``), the desk simulator on a free port, the agent and the bridge in-process, and
-the fleet published over MQTT on an accelerated clock (12 days of one-minute samples). It ends with
-a table of the tickets the desks received: which asset, the probable fault, the urgency, and how
-many hours before the simulated failure the ticket was created.
+the fleet published over MQTT on an accelerated clock (12 days of one-minute samples). It first says
+what the scenario stages (which faults, since when, and when each unit's own physics tripped it), and
+ends with a table of the tickets the desks received: which asset, the probable fault, the urgency, and
+how many hours before the unit tripped the ticket was created.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType, format_ts
+from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType
 from pdm_common.logs import configure_logging
 from pdm_common.mqtt import InboundMessage, MqttClient, MqttSettings
 from pdm_common.settings import load_settings
@@ -115,6 +116,35 @@ def _hours(a: datetime, b: datetime) -> float:
     return (a - b).total_seconds() / 3600.0
 
 
+def _day(truth: Any, at: datetime) -> str:
+    return f"day {(at - truth.start).total_seconds() / 86400:.1f}"
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%a %d %b %H:%M UTC")
+
+
+def _staged(say: _Say, truth: Any) -> None:
+    """What the scenario stages, from the ground truth (the agent never sees it)."""
+    say("Staged in this run (ground truth, hidden from the agent):")
+    for a in truth.assets:
+        for f in a.machine_faults:
+            before = (truth.start - f.onset).total_seconds() / 86400
+            plural = "s" if before >= 1.5 else ""
+            began = _day(truth, f.onset) if before <= 0 else f"{before:.0f} day{plural} before the run"
+            trip = (f"the unit tripped on {_day(truth, f.failure)} ({_when(f.failure)}) by its own physics"
+                    if f.failure is not None else "the unit was still running at the end")
+            say(f"  {a.asset:<10} {f.code} under way since {began} (time scale {f.span_days:.0f} d); {trip}")
+        for s in a.sensor_faults:
+            say(f"  {a.asset:<10} broken sensor: {s.metric} {s.mode} from {_day(truth, s.start)} "
+                f"to {_day(truth, s.end)} (not a machine fault)")
+    spells = {(a.site, e.start, e.end, e.description) for a in truth.assets for e in a.operating_events
+              if e.type == "cold_spell"}
+    for site, start, end, text in sorted(spells, key=lambda s: s[1]):
+        until = _day(truth, min(end, truth.end)) if end is not None else "the end"
+        say(f"  {site:<10} {text} from {_day(truth, start)} to {until} (weather, not a fault)")
+
+
 def run_demo(scenario_path: Path, seed: int, broker_kind: str, workdir: Path, out: TextIO) -> int:
     """Run the whole chain; returns 0 when every alert became exactly one ticket.
 
@@ -137,6 +167,7 @@ def run_demo(scenario_path: Path, seed: int, broker_kind: str, workdir: Path, ou
     truth = {a.asset: a for a in run.truth.assets}
     say(f"pdm-edge demo — scenario {scenario.name!r}, seed {seed}: {len(truth)} assets, "
         f"{scenario.days:.0f} days, {run.n_records:,} samples")
+    _staged(say, run.truth)
 
     with ExitStack() as stack:
         broker = start_broker("mosquitto" if broker_kind == "mosquitto" else "embedded")
@@ -227,12 +258,15 @@ def _report(say: _Say, alerts: _AlertLog, tickets: list[dict[str, Any]], truth: 
         lead = "—"
         if latest.probable_fault.code == "sensor_fault":
             truth_text = "sensor: " + ", ".join(sensors) if sensors else "no sensor fault (false alarm)"
-        elif faults:
+        elif faults and faults[0].failure is not None:
             hours_ahead = _hours(faults[0].failure, created)
-            lead = f"{hours_ahead:.0f} h"
+            lead = f"{hours_ahead:.0f} h" if hours_ahead >= 0 else f"{-hours_ahead:.0f} h after"
             truth_text = faults[0].code
             if hours_ahead > 0:
                 caught.add(opened.asset)
+        elif faults:
+            truth_text = f"{faults[0].code} (not tripped yet)"
+            caught.add(opened.asset)
         else:
             truth_text = "sensor: " + ", ".join(sensors) + " (misreported)" if sensors else "healthy (false alarm)"
         rows.append([
@@ -246,7 +280,7 @@ def _report(say: _Say, alerts: _AlertLog, tickets: list[dict[str, Any]], truth: 
             str(len(held["history"])) if held else "0",
         ])
     say("\nTickets dispatched (one row per alert):")
-    say(_table(rows, ["asset", "desk", "probable fault", "conf.", "urgency", "before failure",
+    say(_table(rows, ["asset", "desk", "probable fault", "conf.", "urgency", "before the trip",
                       "simulated truth", "desk ops"]))
     duplicates = len(tickets) - len({t.get("dedup_key") or t.get("external_id") or t.get("correlation_id")
                                      for t in tickets})
@@ -255,7 +289,8 @@ def _report(say: _Say, alerts: _AlertLog, tickets: list[dict[str, Any]], truth: 
         f"{len(caught & machine_faults)}/{len(machine_faults)}")
     for name in sorted(machine_faults - caught):
         fault = truth[name].machine_faults[0]
-        say(f"  missed: {name} {fault.code} (onset {format_ts(fault.onset)}, failure {format_ts(fault.failure)})"
+        tripped = _when(fault.failure) if fault.failure is not None else "not yet"
+        say(f"  missed: {name} {fault.code} (tripped {tripped})"
             " — the detector's measured limits are in docs/detection.md")
     undelivered = sum(1 for r in rows if r[1] == "NOT DELIVERED")
     if undelivered or duplicates:

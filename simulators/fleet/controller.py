@@ -22,6 +22,7 @@ charges and defrosts. A month of one unit takes a few milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+ArrayOrFloat = npt.NDArray[np.floating[Any]] | float
 
 OFF, HEAT, DHW, DEFROST, CUTOFF, LOCKOUT = 0, 1, 2, 3, 4, 5
 MIN_DEFROST_INTERVAL_MIN = 35.0
@@ -174,11 +176,13 @@ def run_controller(
     next_within = _next_false(beyond & allowed)
     next_forbidden = _next_false(allowed)
     next_allowed = _next_false(~allowed)
-    # ``item`` gives Python floats: the loop visits a minority of the samples, converting all would cost more.
-    dem, qmin, qmax = demand_kw.item, q_min_kw.item, q_max_kw.item
-    ok, draw = allowed.item, dhw_draw_kwh.item
-    frate, feff, fdur = frost_rate_per_min.item, defrost_eff.item, defrost_min.item
-    over = beyond.item
+    dem, qmin, qmax = demand_kw.tolist().__getitem__, q_min_kw.tolist().__getitem__, q_max_kw.tolist().__getitem__
+    ok, draw = allowed.tolist().__getitem__, dhw_draw_kwh.tolist().__getitem__
+    frate, feff = frost_rate_per_min.tolist().__getitem__, defrost_eff.tolist().__getitem__
+    fdur, over = defrost_min.tolist().__getitem__, beyond.tolist().__getitem__
+
+    def over_target(i: int, buf: float) -> bool:
+        return bool(dem(i) - gain * buf > qmax(i))
     mode_out = np.zeros(n, dtype=np.int8)
     qhp_out, qbk_out, buf_out = np.zeros(n), np.zeros(n), np.zeros(n)
     tank_out, frost_out, since_out = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -186,6 +190,27 @@ def run_controller(
     def tank_event(i: int, tank: float) -> int:
         """First sample from ``i`` at which the tank has cooled to its restart temperature."""
         return int(cum_draw.searchsorted(cum_draw[i] + (tank - tank_low) * p.tank_kwh_per_k)) - 1
+
+    def drained(i: int, end: int, tank: float) -> FloatArray:
+        """Tank temperatures over samples i..end-1 with draws and losses only."""
+        return np.asarray(tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k, dtype=np.float64)
+
+    def frosting(i: int, w: int, frost: float, since_defrost: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """Frost load while running over samples i..w-1, and where a defrost would be due."""
+        frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
+        k = np.arange(1, w - i + 1)
+        return frosts, (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
+
+    def frost_event(i: int, frost: float, since_defrost: float) -> int:
+        """First sample from ``i`` at which a running compressor would start a defrost."""
+        by_frost = int(cum_frost.searchsorted(cum_frost[i] + 1.0 - frost)) - 1
+        return max(by_frost, i + int(np.ceil((MIN_DEFROST_INTERVAL_MIN - since_defrost) / dt_min)) - 1)
+
+    def write(i: int, end: int, mode: int, *, q_hp: ArrayOrFloat, q_bk: ArrayOrFloat = 0.0, bufs: ArrayOrFloat,
+              tanks: ArrayOrFloat, frosts: ArrayOrFloat, since: ArrayOrFloat = 0.0) -> None:
+        """Record a fast-forwarded stretch i..end-1."""
+        mode_out[i:end], qhp_out[i:end], qbk_out[i:end], buf_out[i:end] = mode, q_hp, q_bk, bufs
+        tank_out[i:end], frost_out[i:end], since_out[i:end] = tanks, frosts, since
 
     mode = OFF
     buf = 0.0
@@ -206,12 +231,9 @@ def run_controller(
             mode = LOCKOUT if i >= lockout_from else CUTOFF
             k = np.arange(1, end - i + 1)
             bufs = buf * decay**k
-            mode_out[i:end] = mode
-            qbk_out[i:end] = np.maximum(demand_kw[i:end] - gain * bufs / decay, 0.0)
-            tanks = np.maximum(tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k, tank_low)
-            tank_out[i:end] = tanks
-            buf_out[i:end] = bufs
-            frost_out[i:end] = frost
+            tanks = np.maximum(drained(i, end, tank), tank_low)
+            write(i, end, mode, q_hp=0.0, q_bk=np.maximum(demand_kw[i:end] - gain * bufs / decay, 0.0), bufs=bufs,
+                  tanks=tanks, frosts=frost)
             buf, tank = float(bufs[-1]), float(tanks[-1])
             dhw_wanted, on_min = False, 0.0
             off_min += (end - i) * dt_min
@@ -220,9 +242,8 @@ def run_controller(
         if not dhw_wanted and mode == HEAT and qmin(i) <= dem(i) - gain * buf <= qmax(i):
             # Modulating: the inverter follows the demand plus the loop error's correction, and the error
             # decays geometrically, while the output stays between its limits; hot water or frost interrupt.
-            k_frost = max(int(cum_frost.searchsorted(cum_frost[i] + 1.0 - frost)) - 1,
-                          i + int(np.ceil((MIN_DEFROST_INTERVAL_MIN - since_defrost) / dt_min)) - 1)
-            caps = min(int(next_forbidden[i]), lockout_from, tank_event(i, tank), k_frost, n)
+            caps = min(int(next_forbidden[i]), lockout_from, tank_event(i, tank),
+                       frost_event(i, frost, since_defrost), n)
             settle = min(caps, i + SETTLE_STEPS)
             k = np.arange(1, settle - i + 1)
             targets = demand_kw[i:settle] - gain * buf * decay ** (k - 1)
@@ -236,14 +257,9 @@ def run_controller(
             k = np.arange(1, end - i + 1)
             bufs = buf * decay**k
             if end - i >= 2:
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = demand_kw[i:end] - gain * bufs / decay
-                buf_out[i:end] = bufs
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frosts = frost + cum_frost[i + 1 : end + 1] - cum_frost[i]
-                frost_out[i:end] = frosts
-                since_out[i:end] = on_min + k * dt_min
+                tanks, (frosts, _) = drained(i, end, tank), frosting(i, end, frost, since_defrost)
+                write(i, end, HEAT, q_hp=demand_kw[i:end] - gain * bufs / decay, bufs=bufs, tanks=tanks, frosts=frosts,
+                      since=on_min + k * dt_min)
                 buf, tank, frost = float(bufs[-1]), float(tanks[-1]), float(frosts[-1])
                 on_min += (end - i) * dt_min
                 since_defrost += (end - i) * dt_min
@@ -252,50 +268,65 @@ def run_controller(
         if not dhw_wanted and mode == HEAT and over(i) and buf <= -p.hysteresis_k + 0.2:
             # Beyond the unit's capacity (bivalent): full output, the backup heater holds the loop at the
             # hysteresis point.
-            k_frost = max(int(cum_frost.searchsorted(cum_frost[i] + 1.0 - frost)) - 1,
-                          i + int(np.ceil((MIN_DEFROST_INTERVAL_MIN - since_defrost) / dt_min)) - 1)
-            end = min(int(next_within[i]), int(next_forbidden[i]), lockout_from, tank_event(i, tank), k_frost, n)
+            end = min(int(next_within[i]), int(next_forbidden[i]), lockout_from, tank_event(i, tank),
+                      frost_event(i, frost, since_defrost), n)
             if end - i >= 2:
                 k = np.arange(1, end - i + 1)
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = q_max_kw[i:end]
-                qbk_out[i:end] = demand_kw[i:end] - q_max_kw[i:end]
                 buf = -p.hysteresis_k
-                buf_out[i:end] = buf
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frosts = frost + cum_frost[i + 1 : end + 1] - cum_frost[i]
-                frost_out[i:end] = frosts
-                since_out[i:end] = on_min + k * dt_min
+                tanks, (frosts, _) = drained(i, end, tank), frosting(i, end, frost, since_defrost)
+                write(i, end, HEAT, q_hp=q_max_kw[i:end], q_bk=demand_kw[i:end] - q_max_kw[i:end], bufs=buf,
+                      tanks=tanks, frosts=frosts, since=on_min + k * dt_min)
                 tank, frost = float(tanks[-1]), float(frosts[-1])
                 on_min += (end - i) * dt_min
                 since_defrost += (end - i) * dt_min
                 i = end
                 continue
-        if not dhw_wanted and mode == HEAT and dem(i) - gain * buf < qmin(i):
-            # Below minimum modulation: the compressor runs at its minimum and the loop warms until the
-            # hysteresis stops it (or the demand rises into the modulation range).
+        below = dem(i) - gain * buf < qmin(i)
+        if not dhw_wanted and mode == HEAT and not over(i) and over_target(i, buf) and buf <= -p.hysteresis_k:
+            # Recovering from a cold loop (after hot water or a defrost): flat out, the backup heater
+            # closing the rest of the loop error, which decays geometrically.
             w = min(n, i + SETTLE_STEPS, int(next_forbidden[i]), lockout_from, tank_event(i, tank) + 1)
             k = np.arange(1, w - i + 1)
-            bufs = np.minimum(buf + np.cumsum((q_min_kw[i:w] - demand_kw[i:w]) * dt_h) / cap, hi_buf)
+            bufs = buf * decay**k
             before = np.concatenate([[buf], bufs[:-1]])
-            frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
+            frosts, due = frosting(i, w, frost, since_defrost)
+            targets = demand_kw[i:w] - gain * before
+            exits = (before > -p.hysteresis_k) | (targets <= q_max_kw[i:w]) | due | (demand_kw[i:w] <= 0.0)
+            end = min(i + int(np.argmax(exits)) if exits.any() else w, tank_event(i, tank))
+            if end - i >= 2:
+                m = end - i
+                tanks = drained(i, end, tank)
+                write(i, end, HEAT, q_hp=q_max_kw[i:end], q_bk=targets[:m] - q_max_kw[i:end], bufs=bufs[:m],
+                      tanks=tanks, frosts=frosts[:m], since=on_min + k[:m] * dt_min)
+                buf, tank, frost = float(bufs[m - 1]), float(tanks[-1]), float(frosts[m - 1])
+                on_min += m * dt_min
+                since_defrost += m * dt_min
+                i = end
+                continue
+        if not dhw_wanted and mode == HEAT and (below or (over_target(i, buf) and buf > -p.hysteresis_k)):
+            # At a limit: below minimum modulation the compressor runs at its minimum and the loop warms
+            # until the hysteresis stops it; beyond its capacity it runs flat out and the loop cools until
+            # the backup heater steps in. Either way until the demand comes back into the modulation range.
+            limit = q_min_kw if below else q_max_kw
+            w = min(n, i + SETTLE_STEPS, int(next_forbidden[i]), lockout_from, tank_event(i, tank) + 1)
+            k = np.arange(1, w - i + 1)
+            bufs = np.clip(buf + np.cumsum((limit[i:w] - demand_kw[i:w]) * dt_h) / cap, lo_buf, hi_buf)
+            before = np.concatenate([[buf], bufs[:-1]])
+            frosts, due = frosting(i, w, frost, since_defrost)
             ons = on_min + k * dt_min
-            stop = (before >= p.hysteresis_k) & (ons - dt_min >= p.min_on_min)
-            modulate = demand_kw[i:w] - gain * before >= q_min_kw[i:w]
-            due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
-            exits = stop | modulate | due | (demand_kw[i:w] <= 0.0)
+            targets = demand_kw[i:w] - gain * before
+            if below:
+                stop = (before >= p.hysteresis_k) & (ons - dt_min >= p.min_on_min)
+                leave = stop | (targets >= q_min_kw[i:w])
+            else:
+                leave = (before <= -p.hysteresis_k) | (targets <= q_max_kw[i:w])
+            exits = leave | due | (demand_kw[i:w] <= 0.0)
             end = i + int(np.argmax(exits)) if exits.any() else w
             end = min(end, tank_event(i, tank))
             if end - i >= 2:
                 m = end - i
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = q_min_kw[i:end]
-                buf_out[i:end] = bufs[:m]
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frosts[:m]
-                since_out[i:end] = ons[:m]
+                tanks = drained(i, end, tank)
+                write(i, end, HEAT, q_hp=limit[i:end], bufs=bufs[:m], tanks=tanks, frosts=frosts[:m], since=ons[:m])
                 buf, tank, frost = float(bufs[m - 1]), float(tanks[-1]), float(frosts[m - 1])
                 on_min += m * dt_min
                 since_defrost += m * dt_min
@@ -307,11 +338,8 @@ def run_controller(
             end = min(int(next_forbidden[i]), lockout_from, tank_event(i, tank), k_start, n)
             if end - i >= 2:
                 bufs = buf - (cum_demand[i + 1 : end + 1] - cum_demand[i]) / cap
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                mode_out[i:end] = OFF
-                buf_out[i:end] = bufs
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frost
+                tanks = drained(i, end, tank)
+                write(i, end, OFF, q_hp=0.0, bufs=bufs, tanks=tanks, frosts=frost)
                 buf, tank = float(bufs[-1]), float(tanks[-1])
                 off_min += (end - i) * dt_min
                 i = end
@@ -321,15 +349,11 @@ def run_controller(
             end = min(i + int(np.ceil(defrost_left / dt_min)) - 1, int(next_forbidden[i]), lockout_from)
             if end - i >= 1:
                 k = np.arange(1, end - i + 1)
-                tanks = np.maximum(tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k, TANK_MIN_C)
+                tanks = np.maximum(drained(i, end, tank), TANK_MIN_C)
                 bufs = np.maximum(buf - (p.defrost_kw * k * dt_h + cum_demand[i + 1 : end + 1] - cum_demand[i]) / cap,
                                   lo_buf)
-                mode_out[i:end] = DEFROST
-                qhp_out[i:end] = -p.defrost_kw
-                buf_out[i:end] = bufs
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frost
-                since_out[i:end] = on_min + k * dt_min
+                write(i, end, DEFROST, q_hp=-p.defrost_kw, bufs=bufs, tanks=tanks, frosts=frost,
+                      since=on_min + k * dt_min)
                 buf, tank = float(bufs[-1]), float(tanks[-1])
                 dhw_wanted = dhw_wanted or tank <= tank_low
                 on_min += (end - i) * dt_min
@@ -342,8 +366,7 @@ def run_controller(
             k = np.arange(1, w - i + 1)
             charge = p.dhw_share * q_max_kw[i:w]
             tanks = tank + np.cumsum(charge * dt_h - dhw_draw_kwh[i:w] - p.tank_loss_kw * dt_h) / p.tank_kwh_per_k
-            frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
-            due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
+            frosts, due = frosting(i, w, frost, since_defrost)
             full = tanks >= p.dhw_setpoint_c
             end = w
             if due.any():
@@ -353,12 +376,8 @@ def run_controller(
             if end - i >= 2:
                 m = end - i
                 bufs = np.maximum(buf - (cum_demand[i + 1 : end + 1] - cum_demand[i]) / cap, lo_buf)
-                mode_out[i:end] = DHW
-                qhp_out[i:end] = charge[:m]
-                buf_out[i:end] = bufs
-                tank_out[i:end] = tanks[:m]
-                frost_out[i:end] = frosts[:m]
-                since_out[i:end] = on_min + k[:m] * dt_min
+                write(i, end, DHW, q_hp=charge[:m], bufs=bufs, tanks=tanks[:m], frosts=frosts[:m],
+                      since=on_min + k[:m] * dt_min)
                 buf, tank, frost = float(bufs[-1]), float(tanks[m - 1]), float(frosts[m - 1])
                 dhw_wanted = tank < p.dhw_setpoint_c
                 on_min += m * dt_min

@@ -8,7 +8,7 @@ faulty unit actually tripped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -146,12 +146,15 @@ class FleetPlan:
         """Samples per asset."""
         return int(self.scenario.days * SECONDS_PER_DAY // self.scenario.sample_period_s)
 
-    def truth(self, trips: Mapping[str, float | None] | None = None) -> GroundTruth:
+    def truth(
+        self, trips: Mapping[str, float | None] | None = None, *, only: Collection[str] | None = None
+    ) -> GroundTruth:
         """The ground truth of this plan.
 
         Args:
             trips: per faulty asset, when its unit tripped (seconds since the start; None: it was still
                 running at the end). Only the simulation knows; without it every fault is still running.
+            only: list only these assets (the ones simulated).
         """
         sc = self.scenario
         start = sc.start
@@ -162,6 +165,8 @@ class FleetPlan:
 
         assets = []
         for a in self.assets:
+            if only is not None and a.ref.name not in only:
+                continue
             faults = []
             if a.fault is not None:
                 trip = trips.get(a.ref.name)

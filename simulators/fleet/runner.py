@@ -12,7 +12,7 @@ the way back in.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class FleetRun:
             s.ref.name: None if s.trip_index is None else (float(s.ts_ms[s.trip_index]) - t0_ms) / 1000.0
             for s in series
         }
-        self.truth: GroundTruth = plan.truth(trips)
+        self.truth: GroundTruth = plan.truth(trips, only={s.ref.name for s in series})
         # Within one sample period assets report in the order of their clock offsets.
         self.series = sorted(series, key=lambda s: (int(s.ts_ms[0]) if s.ts_ms.size else 0, s.ref.name))
 
@@ -171,12 +171,14 @@ def _simulate_asset(
     )
 
 
-def generate(scenario: Scenario, seed: int) -> FleetRun:
+def generate(scenario: Scenario, seed: int, *, assets: Collection[str] | None = None) -> FleetRun:
     """Simulate ``scenario`` deterministically for ``seed``.
 
     Args:
         scenario: a validated scenario (see :func:`simulators.fleet.scenario.load_scenario`).
         seed: any integer; the same scenario and seed give identical telemetry and truth.
+        assets: simulate only these assets (each is independent of the others, so their series are
+            exactly those of the full run); the truth then lists only them.
 
     Returns:
         The run, with ``.truth`` and ``.iter_records()``.
@@ -188,7 +190,8 @@ def generate(scenario: Scenario, seed: int) -> FleetRun:
     t_rel_s = np.arange(n, dtype=np.float64) * scenario.sample_period_s
     epoch_s = scenario.start.timestamp() + t_rel_s
     weather = site_weather(plan, epoch_s)
-    series = [_simulate_asset(plan, a, weather[a.ref.site], epoch_s, t_rel_s) for a in plan.assets]
+    chosen = [a for a in plan.assets if assets is None or a.ref.name in assets]
+    series = [_simulate_asset(plan, a, weather[a.ref.site], epoch_s, t_rel_s) for a in chosen]
     _log.info("fleet.generated", scenario=scenario.name, seed=seed, assets=len(series), samples_per_asset=n)
     return FleetRun(plan, series)
 

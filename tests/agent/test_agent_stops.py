@@ -98,8 +98,8 @@ def test_sigterm_after_traffic_exits_0_fifty_times_in_a_row(mqtt_broker: BrokerI
                     proc.kill()
                     proc.join(5)
                 notify.close()
-            assert rec.wait_for(lambda _m: _statuses(rec, status_topic)[-1:] == ["offline"], 10), \
-                f"run {i}: no offline status after {_statuses(rec, status_topic)[-3:]}\n" \
-                f"{stderr_path.read_text()[-3000:]}"
+            assert rec.wait_for(lambda _m: _statuses(rec, status_topic)[-1:] == ["offline"], 10), (
+                f"run {i}: no offline status after {_statuses(rec, status_topic)[-3:]}\n"
+                f"{stderr_path.read_text()[-3000:]}")
     err = stderr_path.read_text()
     assert "Traceback" not in err and "Exception in thread" not in err, err[-3000:]

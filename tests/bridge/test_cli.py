@@ -56,3 +56,30 @@ def test_outbox_list_retry_purge(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "purged 1" in capsys.readouterr().out
     assert main(["--config", str(cfg), "outbox", "list"]) == 0
     assert "queued=1" in capsys.readouterr().out
+
+
+def test_outbox_lists_refused_messages_and_purges_but_never_retries_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path)
+    box = open_sqlite(tmp_path / "o.db", max_events=100)
+    box.enqueue(alert(1), desk="main", now=0.0)
+    box.refuse(topic="pdm/v1/bergen-1/hp-1/alert", reason="site_not_owned", detail="gateway 'gw-17' speaks for "
+               "site 'oslo-north', not 'bergen-1'", payload=b"{}", now=10.0)
+    box.refuse(topic="pdm/v1/oslo-north/hp-2/alert", reason="not_json", detail="bad", payload=b"x", now=11.0)
+    box.close()
+    assert main(["--config", str(cfg), "outbox", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "# queued deliveries" in out and "# dead letters" in out and "# refused at intake" in out
+    assert "1\tpdm/v1/bergen-1/hp-1/alert\t" in out and "site_not_owned" in out
+    assert "# queued=1 " in out and "dead_letters=0 refused=2" in out
+    assert main(["--config", str(cfg), "outbox", "list", "--refused"]) == 0
+    only = capsys.readouterr().out
+    assert "not_json" in only and "# queued deliveries" not in only and alert(1).alert_id not in only
+    assert main(["--config", str(cfg), "outbox", "retry", "--refused", "1"]) == 64
+    assert "never deliverable" in capsys.readouterr().err
+    assert main(["--config", str(cfg), "outbox", "purge", "--refused", "1"]) == 0
+    assert "purged 1 refused" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "outbox", "purge", "--refused"]) == 0
+    assert "purged 1 refused" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "outbox", "list", "--queued"]) == 0
+    assert "refused=0" in capsys.readouterr().out

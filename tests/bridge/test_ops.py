@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,6 @@ from cloud_bridge.config import BridgeSettings
 from cloud_bridge.errors import RegistryError
 from pdm_common.settings import load_settings
 from pdm_common.systemd import Notifier, Watchdog
-from simulators.broker import free_port
 from simulators.desk.server import DeskSimulator
 from tests.bridge.conftest import bridge_settings
 from tests.bridge.samples import REPO, alert, desk_settings, gateways, signed
@@ -64,7 +64,7 @@ def _config(tmp_path: Path, desk_sim: DeskSimulator, broker: BrokerInfo, **over:
         "outbox": {"path": str(tmp_path / "outbox.db")},
         "retry": {"base_s": 0.05, "cap_s": 0.5},
         "delivery": {"workers": 2, "poll_s": 0.05, "shutdown_grace_s": 5.0},
-        "metrics": {"port": free_port("127.0.0.1")},
+        "metrics": {"port": 0},  # a free port, read back from the metrics.serving line: never a fixed one
     }
     cfg.update(over)
     return cfg
@@ -86,7 +86,11 @@ class Bridge:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.cfg['metrics']['port']}/metrics"
+        """Where ``[metrics] port = 0`` ended up: the URL the bridge logs once it serves."""
+        assert _wait(lambda: bool(self.events("metrics.serving"))), "the bridge never served metrics"
+        url = re.search(r" url=(\S+)", self.events("metrics.serving")[-1])
+        assert url is not None
+        return url.group(1)
 
     def write(self, cfg: dict[str, Any]) -> None:
         self.config.write_text(_toml(cfg), encoding="utf-8")

@@ -150,7 +150,6 @@ def _fill(mount: Path) -> Path:
     return filler
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: a failed outbox write keeps the event and retries")
 def test_disk_full_loses_no_accepted_alert_event(rig: Rig, small_disk: Path) -> None:
     messages = fleet_messages(rig.workdir, seed=20260105)
     calm = int(len(messages) * 0.4)
@@ -180,7 +179,7 @@ def test_clock_step_back_leaves_the_agent_running_and_restartable(rig: Rig) -> N
         sensors.send(messages)
         assert wait_until(lambda: _drained(port), 60)
         sensors.send(stepped)  # NTP corrects the PLCs' clocks three days back
-        assert wait_until(lambda: _drained(port), 60)
+        assert wait_until(lambda: not agent.alive or _drained(port), 60)
         assert agent.alive, agent.log()[-3000:]
         assert agent.stop() == 0
         for _ in range(3):
@@ -208,6 +207,8 @@ def _gap(messages: list[tuple[str, bytes]], start_ms: int, minutes: int) -> list
     return [(t, p) for t, p in messages if not start_ms <= json.loads(p)["ts"] < end]
 
 
+@pytest.mark.xfail(strict=True, reason="needs detect: gaps are not alerts (seed 20260105: a 40-min gap adds a ticket "
+                   "on hp-0003)")
 def test_gaps_by_night_and_by_day_add_no_ticket(rig: Rig) -> None:
     messages = fleet_messages(rig.workdir, seed=20260105)
     day0 = json.loads(messages[0][1])["ts"]
@@ -276,13 +277,13 @@ def test_a_truncated_bridge_outbox_keeps_what_can_be_read(rig: Rig) -> None:
     events = [alert(1, alert_id=f"hp-{i:04d}:2026-01-14T03:10:00Z:refrigerant_leak") for i in range(30)]
     with Sensors(rig.broker.settings("oslo-north")) as gateway:
         gateway.send([(f"pdm/v1/{ev.site}/{ev.asset}/alert", _signed(ev, rig)) for ev in events])
-    assert wait_until(lambda: metric(port, "pdm_bridge_outbox_depth") == 30.0, 30)
+    assert wait_until(lambda: metric(port, "pdm_bridge_outbox_depth") == 30.0, 15)
     bridge.stop()
     db = rig.workdir / "bridge-outbox.db"
     db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
     cfg.write_text(cfg.read_text().replace("http://127.0.0.1:9", rig.desk.url))
     bridge.start()
-    assert wait_until(lambda: len(rig.desk.tickets("webhook")) > 0, 30), bridge.log()[-2000:]
+    assert wait_until(lambda: len(rig.desk.tickets("webhook")) > 0 or not bridge.alive, 15), bridge.log()[-2000:]
     assert bridge.stop() == 0
     assert any("corrupt" in p.name for p in rig.workdir.iterdir()), "the damaged file was not kept aside"
 

@@ -33,8 +33,9 @@ from pdm_common.mqtt import MqttSettings, TlsSettings
 from simulators.broker import free_port
 from tests.deploy.conftest import REPO, SecureBroker
 
-NOW = datetime.now(UTC) + timedelta(minutes=5)
-"""A moment after every certificate the session's fixtures make (they are valid from their creation)."""
+NOW = datetime.now(UTC) + timedelta(hours=2)
+"""A moment after every certificate the session's fixtures make (valid from their creation, which can be
+many minutes after this module is imported in a full run), and long before any of them expires."""
 
 
 def _agent(tmp_path: Path, mqtt: MqttSettings) -> AgentSettings:
@@ -256,3 +257,27 @@ def test_bridge_doctor_finds_desk_and_registry_problems(tmp_path: Path) -> None:
     fixed = _by_name(run_checks(bridge_checks(settings, now=NOW, network=False, unit_file=tmp_path / "none")))
     assert fixed["desk.zd.token"].status is Status.OK
     assert fixed["registry"].status is Status.OK
+
+
+def test_bridge_doctor_checks_who_may_sign_alerts(tmp_path: Path) -> None:
+    desks = {"zd": DeskSettings(kind=DeskKind.ZENDESK, base_url="https://acme.zendesk.com", token="t")}
+
+    def signing(**over: object) -> dict[str, CheckResult]:
+        settings = BridgeSettings(desks=desks, routing={"default": "zd"}, outbox=OutboxSettings(
+            path=tmp_path / "outbox.db"), **over)  # type: ignore[arg-type]
+        checks = [c for c in bridge_checks(settings, now=NOW, network=False, unit_file=tmp_path / "none")
+                  if c[0] == "signing"]
+        return _by_name(run_checks(checks))
+
+    none = signing()["signing"]
+    assert none.status is Status.FAIL and "no [gateways.<gateway>] table" in none.detail
+    assert "secret_file" in none.fix
+    assert signing(require_signed_alerts=False)["signing"].status is Status.WARN
+    key = tmp_path / "gw-17.key"
+    listed = signing(gateways={"gw-17": {"site": "oslo-north", "secret_file": key}})
+    assert listed["gateway.gw-17.secret"].status is Status.FAIL and str(key) in listed["gateway.gw-17.secret"].detail
+    assert listed["signing"].status is Status.OK and "gw-17 -> oslo-north" in listed["signing"].detail
+    key.write_text("whsec_" + "A" * 44)
+    key.chmod(0o600)
+    assert signing(gateways={"gw-17": {"site": "oslo-north", "secret_file": key}})[
+        "gateway.gw-17.secret"].status is Status.OK

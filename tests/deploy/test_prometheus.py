@@ -27,8 +27,8 @@ RULE_TESTS = REPO / "ops" / "prometheus" / "pdm-rules.test.yml"
 DASHBOARDS = sorted((REPO / "ops" / "grafana" / "dashboards").glob("*.json"))
 
 PENDING: dict[str, str] = {}
-"""Metrics the rules already use that another lane is adding; the test fails once they exist, so the
-entry is removed then (a strict expected failure)."""
+"""Metrics the rules already use that another lane is adding (name -> who); the test fails once they
+exist, so an entry is removed then (a strict expected failure)."""
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,8 @@ def _exported() -> set[str]:
     """Every sample name our exporters produce, with fleet data so that each family has samples."""
     names: set[str] = set()
     agent = AgentMetrics()
-    agent.assets.publish({("s", "hp-1"): AssetGauges(health_score=0.9, warmup_ratio=0.5, last_seen_s=1.7e9)})
+    agent.assets.publish({("s", "a"): AssetGauges(health_score=1.0, warmup_ratio=0.5, last_seen_s=1.0)})
+    agent.dropped.labels(reason="queue_full").inc()
     agent.outbox.dropped.labels(event="updated").inc()
     agent.ingest.dead_lettered.labels(reason="not_json").inc()
     agent.ingest.received.labels(channel="telemetry").inc()
@@ -116,6 +117,8 @@ def _exported() -> set[str]:
     bridge.watch_intake(ConsumerStats())
     bridge.delivery_latency.labels(desk="d").observe(0.1)
     bridge.delivery_failures.labels(desk="d", reason="timeout").inc()
+    bridge.desk_depth.labels(desk="d").set(1)
+    bridge.desk_oldest_age.labels(desk="d").set(1)
     bridge.delivery_attempts.labels(desk="d", outcome="delivered").inc()
     bridge.circuit_open.labels(desk="d").set(0)
     view = FleetView(Topics())
@@ -138,3 +141,29 @@ def test_rules_and_dashboard_name_only_exported_metrics() -> None:
     missing = _referenced() - exported
     assert missing == set(PENDING), f"not exported by any service: {sorted(missing - set(PENDING))}"
     assert not set(PENDING) & exported, f"now exported, remove from PENDING: {sorted(set(PENDING) & exported)}"
+
+
+OPERATIONS = REPO / "docs" / "operations.md"
+_METRIC = re.compile(r"\b(pdm_[a-z0-9_]*[a-z0-9])\b(?![.(])")
+"""A metric name in prose or a table; not a module path (``pdm_common.systemd``) or a call."""
+
+
+def _exported_families() -> set[str]:
+    """Every metric family our exporters define, named as a query names it (a counter with ``_total``)."""
+    agent, bridge = AgentMetrics(), BridgeMetrics()
+    bridge.watch_intake(ConsumerStats())
+    view = FleetView(Topics())
+    view.observe(_message("pdm/v1/s/gateway/gw/status", _status("gw")))
+    view.observe(_message("pdm/v1/s/a/state", _state("s", "a", open_alerts=("s:a:x:y",))))
+    fleet = CollectorRegistry()
+    fleet.register(FleetCollector(view))
+    return {f"{family.name}_total" if family.type == "counter" else family.name
+            for registry in (agent.registry, bridge.registry, fleet) for family in registry.collect()}
+
+
+def test_operations_page_documents_exactly_the_exported_metrics() -> None:
+    documented = set(_METRIC.findall(OPERATIONS.read_text()))
+    exported = _exported_families()
+    assert not documented - exported, f"docs/operations.md names metrics no service exports: " \
+                                      f"{sorted(documented - exported)}"
+    assert not exported - documented, f"exported but not in docs/operations.md: {sorted(exported - documented)}"

@@ -61,7 +61,7 @@ def field(module_rig: Rig) -> Iterator[Field]:
             states = [AssetState.from_json(m.payload, max_bytes=1 << 20) for m in watcher.on("/state")]
             latest = {s.asset: s for s in states}
             live = {a for s in latest.values() for a in s.open_alerts}
-            events = [e for e in watcher.alerts() if e.alert_id in live and not e.is_sensor_fault]
+            events = [e for e in watcher.alerts() if e.alert_id in live]
             return events[-1] if events else None
 
         assert wait_until(lambda: open_alert() is not None and metric(port, "pdm_agent_outbox_depth") == 0.0, 60)

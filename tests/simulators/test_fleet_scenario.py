@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pdm_common.catalog import FAULTS_BY_KIND
@@ -122,3 +123,13 @@ def test_random_faults_are_drawn_from_the_seed() -> None:
     faulty = [a.asset for a in first.assets if a.machine_faults]
     assert len(faulty) == 3 + scenario.random_faults.heat_pump + scenario.random_faults.pump
     assert faulty != [a.asset for a in other.assets if a.machine_faults]
+
+
+def test_a_subset_of_assets_is_the_same_as_in_the_full_run() -> None:
+    scenario = load_scenario(TINY).model_copy(update={"days": 1.0})
+    full, part = generate(scenario, SEED), generate(scenario, SEED, assets={"hp-0003", "pump-0002"})
+    assert [a.asset for a in part.truth.assets] == ["hp-0003", "pump-0002"]
+    for name in ("hp-0003", "pump-0002"):
+        assert part.truth.asset(name) == full.truth.asset(name)
+        for metric, values in full.asset(name).values.items():
+            np.testing.assert_array_equal(part.asset(name).values[metric], values)
