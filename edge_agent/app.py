@@ -524,7 +524,10 @@ class EdgeAgent:
         mono = time.monotonic()
         if mono >= self._next_tick:
             self._next_tick = mono + 1.0
-            self._store(self.engine.tick(self.now()))
+            # With the telemetry clock there is no "now" before the first sample: ticking with the
+            # wall clock instead would find every restored asset silent for months after a restart.
+            if self.settings.clock == "wall" or self._event_time is not None:
+                self._store(self.engine.tick(self.now()))
             self._observe()
         if mono >= self._next_checkpoint:
             self._next_checkpoint = mono + self.settings.checkpoint_interval_s

@@ -13,6 +13,7 @@ import pickle
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,3 +117,27 @@ class _Gadget:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return os.system, (self.command,)
+
+
+def test_a_restart_with_the_telemetry_clock_does_not_call_restored_assets_silent(
+    tmp_path: Path, agent_log: io.StringIO
+) -> None:
+    """Before the first sample there is no telemetry time; the wall clock (months later) is no substitute."""
+    stream = HeatPumpStream(site=SITE, asset="hp-replayed")
+    engine = new_engine()
+    feed(engine, stream, 2)
+    (tmp_path / CHECKPOINT_DIR).mkdir()
+    store = CheckpointStore(tmp_path / CHECKPOINT_FILE, model_version=MODEL_VERSION, agent_version=__version__)
+    key = (SITE, stream.asset)
+    store.save([(key, checkpoint.encode(engine.snapshot(key), engine.shared_refs()))])
+    store.close()
+    agent = EdgeAgent(AgentSettings(gateway="gw-replay", site=SITE, state_dir=tmp_path, clock="telemetry",
+                                    metrics=MetricsSettings(enabled=False)))
+    try:
+        deadline = time.monotonic() + 2.5  # past two of the loop's once-a-second ticks
+        while time.monotonic() < deadline:
+            agent.step(0.05)
+        assert agent.engine.asset_keys() == [key], "restored in the background"
+    finally:
+        agent.shutdown()
+    assert "event=asset.silent" not in agent_log.getvalue()

@@ -203,9 +203,6 @@ def test_kill_9_of_agent_and_bridge_loses_nothing_and_duplicates_nothing(chaos: 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="needs detect: restarts are not sensor faults (seed 20260105: 27 extra tickets, "
-                   "9 on each of 3 assets); needs runtime: a restarted agent with clock=telemetry ticks with the wall "
-                   "clock before its first sample and marks every asset silent")
 def test_kill_9_restarts_add_no_ticket_against_the_run_without_them(chaos: ChaosOutcome, module_rig: Rig) -> None:
     # Issue #16.5: each kill -9 restart set off a burst of false dropout tickets. The reference is the
     # same engine fed the same fleet in process, nothing going wrong.
