@@ -3,7 +3,7 @@
     cloud-bridge run [--config FILE]                       (until SIGTERM; SIGHUP reloads the config)
     cloud-bridge check-config [--config FILE]              (validate the config and every file it names)
     cloud-bridge doctor [--offline]                        (check config and surroundings; print fixes)
-    cloud-bridge outbox list [--dead] [--limit N]
+    cloud-bridge outbox list [--dead | --refused] [--limit N]
     cloud-bridge outbox retry [ID ...]                     (dead letters back into the queue; all without IDs)
     cloud-bridge outbox purge [ID ...]                     (delete dead letters; all without IDs)
 
@@ -200,7 +200,11 @@ def _outbox(args: argparse.Namespace) -> int:
     outbox = open_outbox(_settings(args))
     try:
         if args.action == "list":
-            if args.dead:
+            if args.refused:
+                for r in outbox.refused(args.limit):
+                    print(f"{r.id}\t{r.topic}\t{datetime.fromtimestamp(r.received_at, UTC).isoformat()}\t"
+                          f"{r.reason}\t{r.detail}")
+            elif args.dead:
                 for d in outbox.dead_letters(args.limit):
                     print(f"{d.id}\t{d.alert_id}\t{d.event_seq}\t{d.event_type}\t{d.desk}\tattempts={d.attempts}\t"
                           f"{datetime.fromtimestamp(d.failed_at, UTC).isoformat()}\t{d.reason}")
@@ -209,7 +213,8 @@ def _outbox(args: argparse.Namespace) -> int:
                     print(f"{e[0]}\t{e[1]}\t{e[2]}\t{e[3]}\t{e[4]}\tattempts={e[5]}\t"
                           f"next={datetime.fromtimestamp(e[6], UTC).isoformat()}\t{e[7] or ''}")
             stats = outbox.stats(time.time())
-            print(f"# queued={stats.depth} oldest_age_s={stats.oldest_age_s:.1f} dead_letters={stats.dead_letters}")
+            print(f"# queued={stats.depth} oldest_age_s={stats.oldest_age_s:.1f} dead_letters={stats.dead_letters} "
+                  f"refused={stats.refused}")
         elif args.action == "retry":
             print(f"requeued {outbox.retry_dead(args.ids or None, now=time.time())} dead letter(s)")
         else:
@@ -241,6 +246,8 @@ def _add_outbox(sub: Any) -> None:
     p.add_argument("action", choices=["list", "retry", "purge"])
     p.add_argument("ids", nargs="*", type=int, help="dead-letter ids for retry/purge (default: all)")
     p.add_argument("--dead", action="store_true", help="list: show dead letters instead of the queue")
+    p.add_argument("--refused", action="store_true",
+                   help="list: show the messages intake refused (contract, signature, site), with the reason")
     p.add_argument("--limit", type=int, default=100, help="list: at most this many rows")
     p.set_defaults(func=_outbox)
 

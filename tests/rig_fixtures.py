@@ -11,7 +11,7 @@ import pytest
 
 from simulators.desk.auth import DeskCredentials
 from simulators.desk.server import DeskSimulator
-from tests.rig import Keys, ShippedBroker, kill_leftovers, make_test_ca
+from tests.rig import FaultFs, Keys, ShippedBroker, kill_leftovers, make_test_ca
 
 
 @dataclass
@@ -32,6 +32,12 @@ class Rig:
 def rig_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A throwaway CA with a broker certificate for localhost (config/mosquitto/make-test-ca.sh)."""
     return make_test_ca(tmp_path_factory.mktemp("rig-ca"))
+
+
+@pytest.fixture(scope="session")
+def fault_fs(tmp_path_factory: pytest.TempPathFactory) -> FaultFs:
+    """The storage-fault library (tests/fault_fs.c), built once per session (per xdist worker)."""
+    return FaultFs.build(tmp_path_factory.mktemp("fault-fs"))
 
 
 @contextmanager
