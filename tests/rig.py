@@ -285,12 +285,16 @@ RUNNING: set[Service] = set()
 """Every service a test made: the rig kills what a failed test left running (:func:`kill_leftovers`)."""
 
 
-def kill_leftovers() -> None:
-    """kill -9 every service still running (a test that failed before stopping its processes)."""
+def kill_leftovers(root: Path) -> None:
+    """kill -9 every service below ``root`` still running (a test that failed before stopping them).
+
+    Only the rig's own: a session-wide field of another module keeps running.
+    """
     for service in list(RUNNING):
-        if service.alive:
-            service.kill9()
-        RUNNING.discard(service)
+        if service.workdir.resolve().is_relative_to(root.resolve()):
+            if service.alive:
+                service.kill9()
+            RUNNING.discard(service)
 
 
 READY_EVENTS = {"edge_agent.cli": "event=mqtt.connected", "cloud_bridge.cli": "event=bridge.ready"}

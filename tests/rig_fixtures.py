@@ -49,7 +49,7 @@ def open_rig(workdir: Path, ca: Path) -> Iterator[Rig]:
     try:
         yield Rig(workdir, broker, keys, desk)
     finally:
-        kill_leftovers()
+        kill_leftovers(workdir)
         desk.stop()
         broker.stop()
 
