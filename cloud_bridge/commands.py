@@ -10,7 +10,8 @@ Two-way sync (docs/bridge.md) turns each :class:`~cloud_bridge.desks.base.DeskCh
 * a **comment** with ``/pdm serviced``, ``/pdm snooze 2d`` (or ``12h``, or ``until 2026-01-20T08:00Z``)
   or ``/pdm reset-baseline`` → that command; any other comment → none (it stays in the desk).
 
-``issued_by`` is ``desk:{desk kind}:{person}``; ``msg_id`` is derived from the desk and the change's own
+``site`` and ``asset`` (from the ``alert_id``) name the target inside the signed body; ``issued_by`` is
+``desk:{desk kind}:{person}``; ``msg_id`` is derived from the desk and the change's own
 id, so the same change found twice (an overlapping poll, a re-sent webhook) is the same message and
 the agent's replay guard refuses the repeat. The agent bounds snoozes itself (default 14 days).
 """
@@ -22,7 +23,7 @@ import re
 from datetime import datetime, timedelta
 
 from cloud_bridge.desks.base import ChangeKind, DeskChange
-from pdm_common.contracts import Command, CommandName, parse_ts
+from pdm_common.contracts import Command, CommandName, parse_ts, site_of_alert_id
 
 __all__ = ["DIRECTIVE", "command_for", "message_id"]
 
@@ -77,7 +78,9 @@ def command_for(change: DeskChange, *, desk: str, desk_kind: str, alert_id: str,
         if found is not None:
             name, until = found
             note = f"comment in {desk_kind} by {change.actor}"
-    if name is None:
+    target = site_of_alert_id(alert_id)
+    if name is None or target is None:
         return None
-    return Command(command=name, ts=now, alert_id=alert_id, until=until,
+    # The target inside the signed body: the agent refuses the command on any other asset's topic.
+    return Command(command=name, site=target[0], asset=target[1], ts=now, alert_id=alert_id, until=until,
                    issued_by=f"desk:{desk_kind}:{change.actor}"[:500], note=note[:500])

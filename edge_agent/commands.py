@@ -7,8 +7,11 @@ Who may command an asset (DESIGN.md §2, "who may speak for what"): a command is
    ``require_signature`` off for a closed network, and even then a signature that is present must
    verify;
 2. it is fresh: its ``auth.ts`` within ``tolerance_s`` (300 s, the Standard Webhooks default) of the
-   gateway's wall clock, and its ``msg_id`` not seen before in that window (:class:`ReplayGuard`);
-3. the engine accepts it (:meth:`edge_agent.engine.DetectionEngine.command`): the asset is known, an
+   gateway's wall clock, and its ``msg_id`` not seen before in that window (:class:`ReplayGuard`;
+   the agent's is :class:`edge_agent.command_ledger.DurableReplayGuard`, which survives restarts);
+3. it is for this asset: the ``site`` and ``asset`` inside the signed body are the topic's, so a
+   signed command cannot be replayed to another asset or to another gateway trusting the same key;
+4. the engine accepts it (:meth:`edge_agent.engine.DetectionEngine.command`): the asset is known, an
    ``alert_id`` names one of its alerts, a snooze targets an *active* alert and ends within
    ``max_snooze_h`` (14 days by default).
 
@@ -175,7 +178,8 @@ class CommandGate:
         self.require_signature = require_signature
         self.tolerance_s = tolerance_s
         self.max_snooze = max_snooze
-        self._replay = replay or ReplayGuard(window_s=2 * tolerance_s)
+        # Not `replay or …`: an empty guard has len() 0 and would be swapped for a fresh in-memory one.
+        self._replay = replay if replay is not None else ReplayGuard(window_s=2 * tolerance_s)
 
     def apply(self, received: CommandReceived, engine: DetectionEngine, *, now: datetime, wall_s: float) -> GateResult:
         """Authenticate ``received`` and apply it to ``engine``.
@@ -190,13 +194,16 @@ class CommandGate:
         key_id: str | None = None
         try:
             key_id = self._authenticate(cmd, wall_s)
+        except SignatureError as exc:
+            return self._refuse_here(received, engine, CommandRefused(f"signature_{exc.reason}", exc.detail),
+                                     key_id=None, now=now)
+        if (cmd.site, cmd.asset) != (received.site, received.asset):
+            mismatch = CommandRefused("target_mismatch", f"the command names {cmd.site}/{cmd.asset}, its topic "
+                                      f"{received.site}/{received.asset}")
+            return self._refuse_here(received, engine, mismatch, key_id=key_id, now=now)
+        try:
             events = engine.command(received.site, received.asset, cmd, now, key_id=key_id,
                                     max_snooze=self.max_snooze)
-        except SignatureError as exc:
-            refusal = CommandRefused(f"signature_{exc.reason}", exc.detail)
-            record = CommandRecord.of(cmd, at=now, key_id=key_id, reason=refusal.reason)
-            engine.record_command(received.site, received.asset, record)
-            return self._refuse(received, record, refusal, now)
         except CommandRefused as refusal:
             # The engine has put its refusal in the asset's trail already.
             record = CommandRecord.of(cmd, at=now, key_id=key_id, reason=refusal.reason)
@@ -206,6 +213,13 @@ class CommandGate:
                   command=cmd.command.value, alert_id=cmd.alert_id, until=record.until, key_id=key_id,
                   issued_by=cmd.issued_by, msg_id=record.msg_id, events=len(events))
         return GateResult(events=events, record=record)
+
+    def _refuse_here(self, received: CommandReceived, engine: DetectionEngine, refusal: CommandRefused, *,
+                     key_id: str | None, now: datetime) -> GateResult:
+        """Refuse before the engine saw the command: the refusal goes into the topic asset's trail here."""
+        record = CommandRecord.of(received.command, at=now, key_id=key_id, reason=refusal.reason)
+        engine.record_command(received.site, received.asset, record)
+        return self._refuse(received, record, refusal, now)
 
     def _authenticate(self, cmd: Command, wall_s: float) -> str | None:
         if cmd.auth is None and not self.require_signature:

@@ -1,15 +1,20 @@
-"""Reading the agent's key files at start-up: the command senders' keys and the gateway's signing key.
+"""Reading the agent's key files at start-up (the command senders' keys and the gateway's signing key)
+and opening the command replay ledger.
 
 The only I/O behind :mod:`edge_agent.commands`. A key file that is missing, unreadable or empty stops
 start-up with a :class:`~pdm_common.errors.ConfigError` naming the field and the fix (exit 2), never a
-traceback; secrets themselves are never logged.
+traceback; secrets themselves are never logged. The replay ledger
+(:mod:`edge_agent.command_ledger`, ``{state_dir}/commands.sqlite3``) keeps the ids of accepted
+commands across restarts.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
+from edge_agent.command_ledger import COMMAND_LEDGER, DurableReplayGuard
 from edge_agent.commands import AlertSigner, CommandGate
 from edge_agent.config import AgentSettings
 from pdm_common.errors import ConfigError
@@ -39,7 +44,7 @@ def read_secret(path: Path, field: str) -> str:
     return secret
 
 def command_gate(settings: AgentSettings) -> CommandGate:
-    """The command gate of ``[commands]``, with every sender key read.
+    """The command gate of ``[commands]``, with every sender key read and the replay ledger open.
 
     Raises:
         ConfigError: a key file cannot be read.
@@ -52,8 +57,9 @@ def command_gate(settings: AgentSettings) -> CommandGate:
     elif not keys:
         _log.info("commands.no_keys", detail="no [commands] keys configured: every command is refused and audited")
 
+    replay = DurableReplayGuard(settings.state_dir / COMMAND_LEDGER, window_s=2 * c.tolerance_s, now_s=time.time())
     return CommandGate(Topics(settings.mqtt.topic_prefix), keys=keys, require_signature=c.require_signature,
-                       tolerance_s=c.tolerance_s, max_snooze=timedelta(hours=c.max_snooze_h))
+                       tolerance_s=c.tolerance_s, max_snooze=timedelta(hours=c.max_snooze_h), replay=replay)
 
 def alert_signer(settings: AgentSettings) -> AlertSigner | None:
     """The gateway's alert signer of ``[signing]``, or None (logged) when no secret file is configured.

@@ -652,11 +652,16 @@ class AssetState(_Timestamped):
 class Command(_Signable):
     """An instruction to the agent for one asset (topic ``{prefix}/{site}/{asset}/cmd``).
 
-    ``issued_by`` names the person or system behind it (audited by the agent); ``auth`` is the
-    sender's signature (:class:`Auth`), checked against the agent's configured command keys.
+    ``site`` and ``asset`` name the target inside the signed body, and the agent refuses a command
+    whose target is not its topic's: a signed command cannot be replayed to another asset or another
+    gateway that trusts the same sender key. ``issued_by`` names the person or system behind it
+    (audited by the agent); ``auth`` is the sender's signature (:class:`Auth`), checked against the
+    agent's configured command keys.
     """
 
     command: CommandName
+    site: Name
+    asset: Name
     ts: datetime | None = None
     alert_id: AlertId | None = None
     until: datetime | None = None

@@ -6,7 +6,11 @@ Pieces (each usable alone):
   persistence) on a free port, restartable and killable; a throwaway CA from ``make-test-ca.sh``.
 * :class:`Service` — a real ``edge-agent run`` or ``cloud-bridge run`` subprocess with its TOML config
   in a temp dir, its output captured to a file per start (so tests can scan logs for secrets and
-  tracebacks), ``kill9()`` and ``stop()``.
+  tracebacks), readiness read from its own log (never from a port another process may hold),
+  ``kill9()`` and ``stop()``.
+* :class:`FaultFs` — an ``LD_PRELOAD`` library that kills a service with SIGKILL as it enters its
+  N-th ``fsync``/``fdatasync`` of a file (a hard stop between write and sync), or makes its writes
+  below a directory fail with EROFS/ENOSPC while a flag file exists (a file system turning read-only).
 * :func:`agent_config` / :func:`bridge_config` — the configs, with free ports and fresh keys.
 * :class:`Sensors` — publishes telemetry (or anything) with a bounded window of QoS 1 PUBACKs.
 * :func:`fleet_messages` — a seeded ``pdm-sim fleet`` run of a small scenario as telemetry messages.
@@ -19,6 +23,8 @@ listed by :meth:`Rig.secrets` so a test can prove none of them reaches a log, me
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import json
 import os
 import re
@@ -28,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -121,8 +128,13 @@ class ShippedBroker:
     ca_dir: Path
     port: int = 0
     passwords: dict[str, str] = field(default_factory=dict)
+    acl: str | None = None
+    """ACL text instead of the shipped ``config/mosquitto/acl`` (a test that needs a refusal)."""
+    bridge_to: ShippedBroker | None = None
+    """Run the shipped gateway-to-cloud Mosquitto bridge to this (started) cloud broker."""
     _proc: subprocess.Popen[bytes] | None = None
     _starts: int = 0
+    _bound: bool = False
 
     @staticmethod
     def binaries() -> tuple[str, str]:
@@ -134,39 +146,81 @@ class ShippedBroker:
         return binary, passwd
 
     def start(self) -> ShippedBroker:
-        """Write the config on first use and start the broker; waits until it listens."""
-        binary, passwd_tool = self.binaries()
-        if not self.port:
-            self.port = free_port()
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            for name in ("ca.crt", "server.crt", "server.key"):
-                shutil.copy(self.ca_dir / name, self.workdir / name)
-            shutil.copy(MOSQUITTO_DIR / "acl", self.workdir / "acl")
-            passwd = self.workdir / "passwd"
+        """Write the config on first use and start the broker; waits until it listens.
+
+        A port taken by another process between :func:`free_port` and the broker's bind (parallel
+        test workers) is replaced by a new one on the first start; later starts keep the port.
+        """
+        for _attempt in range(3):
+            if not self.port:
+                self._configure(free_port())
+            self._starts += 1
+            log_path = self.workdir / f"mosquitto.{self._starts}.log"
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen([self.binaries()[0], "-c", str(self.workdir / "mosquitto.conf")],
+                                        stdout=log, stderr=log)
+            # "running" is logged once every listener is bound; a port another process holds answers
+            # connections too, so listening alone does not say the broker is ours.
+            wait_until(lambda: _broker_up(proc, log_path, self.port), 10.0)  # noqa: B023 (called at once)
+            if proc.poll() is None:
+                self._proc, self._bound = proc, True
+                return self
+            if self._bound or "Address already in use" not in log_path.read_text(errors="replace"):
+                break
+            self.port = 0  # another process took the port before the broker bound it: pick a new one
+        raise RuntimeError(f"mosquitto did not start: {self.log()[-2000:]}")
+
+    def _configure(self, port: int) -> None:
+        """Lay out the shipped config, ACL, passwords (and the link to ``bridge_to``) for ``port``."""
+        passwd_tool = self.binaries()[1]
+        self.port = port
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("ca.crt", "server.crt", "server.key"):
+            shutil.copy(self.ca_dir / name, self.workdir / name)
+        (self.workdir / "acl").write_text(self.acl or (MOSQUITTO_DIR / "acl").read_text(encoding="utf-8"),
+                                          encoding="utf-8")
+        passwd = self.workdir / "passwd"
+        if not passwd.exists():
             passwd.touch()
             for user in USERS:
                 self.passwords[user] = secrets.token_urlsafe(16)
                 subprocess.run([passwd_tool, "-b", str(passwd), user, self.passwords[user]], check=True,
                                capture_output=True, timeout=30)
-            conf = (MOSQUITTO_DIR / "pdm-edge.conf").read_text(encoding="utf-8")
-            conf = conf.replace("/etc/mosquitto/pdm/", f"{self.workdir}/")
-            conf = re.sub(r"(?m)^listener 8883.*$", f"listener {self.port} 127.0.0.1", conf)
-            conf = re.sub(r"(?m)^persistence_location .*$", "", conf)
-            (self.workdir / "mosquitto.conf").write_text(
-                # Debian's stock mosquitto.conf, which the drop-in relies on, turns persistence on.
-                conf + f"\npersistence true\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n",
-                encoding="utf-8")
-        self._starts += 1
-        log = (self.workdir / f"mosquitto.{self._starts}.log").open("wb")
-        self._proc = subprocess.Popen([binary, "-c", str(self.workdir / "mosquitto.conf")], stdout=log, stderr=log)
-        log.close()
-        if not _wait_tcp(self.port, 10.0):
-            raise RuntimeError(f"mosquitto did not start: {self.log()[-2000:]}")
-        return self
+        conf = (MOSQUITTO_DIR / "pdm-edge.conf").read_text(encoding="utf-8")
+        conf = conf.replace("/etc/mosquitto/pdm/", f"{self.workdir}/")
+        conf = re.sub(r"(?m)^listener 8883.*$", f"listener {port} 127.0.0.1", conf)
+        conf = re.sub(r"(?m)^persistence_location .*$", "", conf)
+        # Debian's stock mosquitto.conf, which the drop-in relies on, turns persistence on.
+        conf += f"\npersistence true\npersistence_location {self.workdir}/\nlog_dest stderr\nuser root\n"
+        if self.bridge_to is not None:
+            conf += "\n" + self._link(self.bridge_to)
+        (self.workdir / "mosquitto.conf").write_text(conf, encoding="utf-8")
+
+    def _link(self, cloud: ShippedBroker) -> str:
+        """The shipped gateway-to-cloud bridge (config/mosquitto/bridge-to-cloud.conf) aimed at ``cloud``."""
+        shutil.copy(cloud.workdir / "ca.crt", self.workdir / "cloud-ca.crt")
+        link = (MOSQUITTO_DIR / "bridge-to-cloud.conf").read_text(encoding="utf-8")
+        link = link.replace("/etc/mosquitto/pdm/", f"{self.workdir}/")
+        link = link.replace("address cloud.example.com:8883", f"address localhost:{cloud.port}")
+        link = link.replace("remote_password the-oslo-north-cloud-password",
+                            f"remote_password {cloud.passwords['oslo-north']}")
+        # The shipped back-off (5 s doubling to 60 s) would make a CI test wait a minute for the link.
+        return link.replace("restart_timeout 5 60", "restart_timeout 1 2")
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads its password file and ACL (mosquitto(8), "Signals")."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGHUP)
+
+    def set_acl(self, text: str) -> None:
+        """Replace the ACL file (takes effect on :meth:`reload` or the next start)."""
+        self.acl = text
+        (self.workdir / "acl").write_text(text, encoding="utf-8")
 
     def log(self) -> str:
         """Everything the broker logged, over all starts."""
-        return "".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("mosquitto.*.log")))
+        files = sorted(self.workdir.glob("mosquitto.*.log"), key=lambda p: int(p.suffixes[-2][1:]))
+        return "".join(p.read_text(errors="replace") for p in files)
 
     def stop(self) -> None:
         """Stop the broker cleanly (it saves its persistence file)."""
@@ -203,15 +257,17 @@ class ShippedBroker:
                 "keepalive_s": 10, "tls": {"enabled": True, "ca_file": str(self.workdir / "ca.crt")}}
 
 
-def _wait_tcp(port: int, timeout_s: float) -> bool:
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
+def _broker_up(proc: subprocess.Popen[bytes], log: Path, port: int) -> bool:
+    """The broker ended (False on the caller's next look), or logged "running" and listens."""
+    return proc.poll() is not None or (" running" in log.read_text(errors="replace") and _listening(port))
 
-    return wait_until(listening, timeout_s)
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 def make_test_ca(out: Path) -> Path:
@@ -229,12 +285,21 @@ RUNNING: set[Service] = set()
 """Every service a test made: the rig kills what a failed test left running (:func:`kill_leftovers`)."""
 
 
-def kill_leftovers() -> None:
-    """kill -9 every service still running (a test that failed before stopping its processes)."""
+def kill_leftovers(root: Path) -> None:
+    """kill -9 every service below ``root`` still running (a test that failed before stopping them).
+
+    Only the rig's own: a session-wide field of another module keeps running.
+    """
     for service in list(RUNNING):
-        if service.alive:
-            service.kill9()
-        RUNNING.discard(service)
+        if service.workdir.resolve().is_relative_to(root.resolve()):
+            if service.alive:
+                service.kill9()
+            RUNNING.discard(service)
+
+
+READY_EVENTS = {"edge_agent.cli": "event=mqtt.connected", "cloud_bridge.cli": "event=bridge.ready"}
+"""The log event that says a service serves: the agent is connected and subscribed (``mqtt.connected``
+follows the SUBACKs), the bridge is connected and delivering (``bridge.ready``)."""
 
 
 class Service:
@@ -252,20 +317,44 @@ class Service:
         self.config = config
         self.workdir = workdir
         self._argv = [sys.executable, "-m", module, "--config", str(config), "run"]
+        self._ready_event = READY_EVENTS.get(module, "")
         self.proc: subprocess.Popen[bytes] | None = None
         RUNNING.add(self)
         self.starts = 0
         self.exit_codes: list[int] = []
+        self.started_at = 0.0
 
-    def start(self) -> Service:
-        """Start the process (output appended to a new log file)."""
+    @classmethod
+    def agent(cls, config: Path, workdir: Path, name: str = "agent") -> Service:
+        """An ``edge-agent run`` of ``config``."""
+        return cls(name, "edge_agent.cli", config, workdir)
+
+    @classmethod
+    def bridge(cls, config: Path, workdir: Path, name: str = "bridge") -> Service:
+        """A ``cloud-bridge run`` of ``config``."""
+        return cls(name, "cloud_bridge.cli", config, workdir)
+
+    def start(self, *, env: Mapping[str, str] | None = None) -> Service:
+        """Start the process (output to a new log file); ``env`` adds to the environment of this start."""
         self.starts += 1
         log = (self.workdir / f"{self.name}.{self.starts}.log").open("wb")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        env.pop("PDM_CONFIG", None)
-        self.proc = subprocess.Popen(self._argv, env=env, stdout=log, stderr=log, cwd=self.workdir)
+        full = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+        full.pop("PDM_CONFIG", None)
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(self._argv, env=full, stdout=log, stderr=log, cwd=self.workdir)
         log.close()
         return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> float:
+        """Wait until this start logged its ready event; returns the seconds since :meth:`start`.
+
+        Raises:
+            AssertionError: the process ended or did not get ready in time (with its log's tail).
+        """
+        assert wait_until(lambda: self._ready_event in self.current_log() or not self.alive, timeout_s), \
+            f"{self.name} not ready within {timeout_s} s:\n{self.current_log()[-3000:]}"
+        assert self.alive, f"{self.name} exited during start-up:\n{self.current_log()[-3000:]}"
+        return time.monotonic() - self.started_at
 
     @property
     def alive(self) -> bool:
@@ -275,7 +364,8 @@ class Service:
     def kill9(self) -> None:
         """SIGKILL: no clean-up of any kind, like a power cut of the process."""
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGKILL)
             self.exit_codes.append(self.proc.wait(10))
             self.proc = None
 
@@ -307,6 +397,11 @@ class Service:
         self.proc = None
         return code
 
+    def current_log(self) -> str:
+        """What the current (latest) start wrote."""
+        path = self.workdir / f"{self.name}.{self.starts}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def log(self) -> str:
         """Everything the process wrote, over all starts."""
         files = sorted(self.workdir.glob(f"{self.name}.*.log"), key=lambda p: int(p.suffixes[-2][1:]))
@@ -315,6 +410,69 @@ class Service:
     def tracebacks(self) -> int:
         """How many Python tracebacks the process printed (over all starts)."""
         return self.log().count("Traceback (most recent call last)")
+
+
+def start_all(*services: Service, timeout_s: float = 60.0) -> None:
+    """Start services at once (their imports overlap) and wait until each is ready."""
+    for service in services:
+        service.start()
+    for service in services:
+        service.wait_ready(timeout_s)
+
+
+@dataclass(frozen=True)
+class FaultFs:
+    """``tests/fault_fs.c`` built as a preload library: storage faults inside a real service.
+
+    :meth:`kill_at_sync` — SIGKILL on entering the N-th sync of a file (a hard stop between write
+    and sync); :meth:`hit` says afterwards which sync it died at. :meth:`faults_below` — writes below
+    a directory fail with EROFS (or ENOSPC/EIO) while a flag file exists (:meth:`fail`, :meth:`heal`).
+    """
+
+    library: Path
+
+    @classmethod
+    def build(cls, out: Path) -> FaultFs:
+        """Compile the library into ``out`` (skips the test when no C compiler is installed)."""
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            pytest.skip("a C compiler is needed for the storage-fault library (apt-get install gcc)")
+        out.mkdir(parents=True, exist_ok=True)
+        library = out / "fault_fs.so"
+        source = REPO / "tests" / "fault_fs.c"
+        subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True,
+                       capture_output=True, timeout=120)
+        return cls(library)
+
+    def kill_at_sync(self, at: int, report: Path, match: str = "") -> dict[str, str]:
+        """Environment of a start that dies on entering its ``at``-th sync of a path containing ``match``."""
+        report.unlink(missing_ok=True)
+        env = {"LD_PRELOAD": str(self.library), "PDM_FSYNC_KILL_AT": str(at), "PDM_FSYNC_REPORT": str(report)}
+        if match:
+            env["PDM_FSYNC_MATCH"] = match
+        return env
+
+    @staticmethod
+    def hit(report: Path) -> str | None:
+        """The path whose sync the process died at, or None."""
+        if not report.exists():
+            return None
+        return report.read_text(errors="replace").strip().split(" ", 1)[-1]
+
+    def faults_below(self, directory: Path, flag: Path) -> dict[str, str]:
+        """Environment of a start whose writes below ``directory`` fail while ``flag`` exists."""
+        return {"LD_PRELOAD": str(self.library), "PDM_FAULT_DIR": str(directory.resolve()),
+                "PDM_FAULT_FLAG": str(flag)}
+
+    @staticmethod
+    def fail(flag: Path, errno_name: str = "EROFS") -> None:
+        """Turn the fault on: writes fail with ``errno_name`` (EROFS, ENOSPC or EIO)."""
+        flag.write_text(errno_name, encoding="utf-8")
+
+    @staticmethod
+    def heal(flag: Path) -> None:
+        """Turn the fault off."""
+        flag.unlink(missing_ok=True)
 
 
 def metric(port: int, name: str, labels: str = "") -> float | None:
@@ -427,14 +585,21 @@ class Sensors:
 
     def __init__(self, settings: MqttSettings, *, window: int = 200) -> None:
         self._acked: set[int] = set()
+        self._refused: set[int] = set()
         self._pending: deque[int] = deque()
         self._cond = threading.Condition()
         self._window = window
-        self.client = MqttClient(settings, client_id=unique_id("rig-sensors"), on_publish_ack=self._ack)
+        self.client = MqttClient(settings, client_id=unique_id("rig-sensors"), on_publish_ack=self._ack,
+                                 on_publish_refused=self._refuse)
 
     def _ack(self, mid: int) -> None:
         with self._cond:
             self._acked.add(mid)
+            self._cond.notify_all()
+
+    def _refuse(self, mid: int, _reason: str) -> None:
+        with self._cond:
+            self._refused.add(mid)
             self._cond.notify_all()
 
     def __enter__(self) -> Sensors:
@@ -473,21 +638,30 @@ class Sensors:
 
     def _settle(self, deadline: float) -> None:
         head = self._pending[0]
-        if not self._cond.wait_for(lambda: head in self._acked, max(0.0, deadline - time.monotonic())):
+        if not self._cond.wait_for(lambda: head in self._acked or head in self._refused,
+                                   max(0.0, deadline - time.monotonic())):
             raise TimeoutError("no PUBACK within the timeout")
+        if head in self._refused:
+            raise RuntimeError(f"the broker refused a publish of this rig client (message {head}): check the ACL")
         self._acked.discard(self._pending.popleft())
 
-    def try_send(self, topic: str, payload: bytes, *, timeout_s: float = 2.0) -> bool:
-        """Publish one message; True once acknowledged, False when no successful PUBACK came in time.
+    def try_send(self, topic: str, payload: bytes, *, timeout_s: float = 30.0) -> bool:
+        """Publish one message; True once acknowledged, False when the broker refused it.
 
-        A PUBACK the broker refuses (ACL, MQTT 5 reason code) never reaches the adapter's callback, so a
-        refusal shows as the timeout; the message is then forgotten, not left in the window.
+        Mosquitto answers an ACL refusal with PUBACK reason "not authorized" to an MQTT 5 client
+        (the adapter's ``on_publish_refused``), so a refusal is known at once, without a timeout.
+
+        Raises:
+            TimeoutError: no PUBACK of either kind within ``timeout_s``.
         """
         self.flush()
         mid = self.client.publish(topic, payload, qos=1)
         with self._cond:
-            acked = self._cond.wait_for(lambda: mid in self._acked, timeout_s)
+            if not self._cond.wait_for(lambda: mid in self._acked or mid in self._refused, timeout_s):
+                raise TimeoutError(f"no PUBACK for a publish on {topic} within {timeout_s} s")
+            acked = mid in self._acked
             self._acked.discard(mid)
+            self._refused.discard(mid)
         return acked
 
     def flush(self, timeout_s: float = 60.0) -> None:
@@ -581,18 +755,32 @@ def fleet_messages(workdir: Path, *, seed: int, days: float = 5.0, period_s: int
     """The telemetry of a small seeded fleet (one site), as ``(topic, payload)`` in time order.
 
     The faults start at 40 % of the run and fail at 96 % (2.0 and 4.8 days of the default five).
+    The scenario is written to ``workdir/rig-fleet.toml`` (what a failing test leaves to look at).
     """
-    onset, failure = round(days * 0.4, 3), round(days * 0.96, 3)
     path = workdir / "rig-fleet.toml"
+    path.write_text(_scenario(days, period_s), encoding="utf-8")
+    return list(fleet_run(seed, days, period_s))
+
+
+def _scenario(days: float, period_s: int) -> str:
+    onset, failure = round(days * 0.4, 3), round(days * 0.96, 3)
     # The simulator decides when a unit trips; ``failure`` sets the faults' time scale (onset + span).
-    text = SMALL_FLEET.format(days=days, period=period_s, onset=onset, span=failure - onset, failure=failure)
-    path.write_text(text, encoding="utf-8")
-    run = generate(load_scenario(path), seed)
-    out = []
-    for rec in run.iter_records():
-        payload = json.dumps({k: rec[k] for k in ("ts", "seq", "kind", "metrics")}, separators=(",", ":"))
-        out.append((f"pdm/v1/{rec['site']}/{rec['asset']}/telemetry", payload.encode()))
-    return out
+    return SMALL_FLEET.format(days=days, period=period_s, onset=onset, span=failure - onset, failure=failure)
+
+
+@functools.lru_cache(maxsize=8)
+def fleet_run(seed: int, days: float = 5.0, period_s: int = 300) -> tuple[tuple[str, bytes], ...]:
+    """:func:`fleet_messages` without the scenario file, generated once per test process (a run is
+    deterministic for its seed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rig-fleet.toml"
+        path.write_text(_scenario(days, period_s), encoding="utf-8")
+        run = generate(load_scenario(path), seed)
+        out = []
+        for rec in run.iter_records():
+            payload = json.dumps({k: rec[k] for k in ("ts", "seq", "kind", "metrics")}, separators=(",", ":"))
+            out.append((f"pdm/v1/{rec['site']}/{rec['asset']}/telemetry", payload.encode()))
+    return tuple(out)
 
 
 # --- desk ---------------------------------------------------------------------------------------
@@ -649,6 +837,26 @@ def expected_histories(events: Iterable[AlertEvent]) -> dict[str, list[int]]:
     return {k: sorted(v) for k, v in seqs.items()}
 
 
+def raised_events(log: str) -> dict[str, list[int]]:
+    """``alert_id -> sorted distinct event_seqs`` the agent stored (its ``alert.event`` log lines).
+
+    The agent logs each alert event as it goes into the outbox: whatever it logged was accepted, and
+    must reach the broker and the desk however the process dies afterwards.
+    """
+    seqs: dict[str, set[int]] = {}
+    for line in log.splitlines():
+        if "event=alert.event " in line:
+            found = dict(re.findall(r"(alert_id|event_seq)=(\S+)", line))
+            seqs.setdefault(found["alert_id"], set()).add(int(found["event_seq"]))
+    return {k: sorted(v) for k, v in seqs.items()}
+
+
+def missing_events(raised: Mapping[str, Sequence[int]], published: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """Per alert, the raised event_seqs that were never published."""
+    out = {k: sorted(set(v) - set(published.get(k, []))) for k, v in raised.items()}
+    return {k: v for k, v in out.items() if v}
+
+
 def scan_for_secrets(texts: Mapping[str, str], secrets_: Iterable[str]) -> list[str]:
     """``where: which`` for every secret (or its decoded key bytes' base64) that appears in a text."""
     found = []
@@ -664,6 +872,18 @@ def scan_for_secrets(texts: Mapping[str, str], secrets_: Iterable[str]) -> list[
 
 
 # --- pipeline -----------------------------------------------------------------------------------
+
+
+def fleet_reference(seed: int, *, days: float = 5.0, period_s: int = 300,
+                    detection: Mapping[str, Any] = FAST_DETECTION) -> dict[str, list[int]]:
+    """:func:`reference_alerts` of :func:`fleet_messages` ``(seed, days, period_s)``, computed once per process."""
+    return {k: list(v) for k, v in _reference(seed, days, period_s, json.dumps(dict(detection), sort_keys=True))}
+
+
+@functools.lru_cache(maxsize=8)
+def _reference(seed: int, days: float, period_s: int, detection: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    found = reference_alerts(fleet_run(seed, days, period_s), json.loads(detection))
+    return tuple((k, tuple(v)) for k, v in found.items())
 
 
 def reference_alerts(messages: Sequence[tuple[str, bytes]], detection: Mapping[str, Any],
@@ -694,6 +914,11 @@ def reference_alerts(messages: Sequence[tuple[str, bytes]], detection: Mapping[s
             next_tick = tel.ts + timedelta(seconds=tick_s)
             events += [e for e in engine.tick(tel.ts) if isinstance(e, AlertEvent)]
     return expected_histories(events)
+
+
+def per_asset(histories: Mapping[str, Sequence[int]]) -> Counter[str]:
+    """Alerts (tickets) per asset of ``alert_id -> event_seqs``."""
+    return Counter(alert_id.split(":")[1] for alert_id in histories)
 
 
 def contiguous(histories: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:

@@ -11,7 +11,7 @@ import pytest
 
 from simulators.desk.auth import DeskCredentials
 from simulators.desk.server import DeskSimulator
-from tests.rig import Keys, ShippedBroker, kill_leftovers, make_test_ca
+from tests.rig import FaultFs, Keys, ShippedBroker, kill_leftovers, make_test_ca
 
 
 @dataclass
@@ -34,6 +34,12 @@ def rig_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_test_ca(tmp_path_factory.mktemp("rig-ca"))
 
 
+@pytest.fixture(scope="session")
+def fault_fs(tmp_path_factory: pytest.TempPathFactory) -> FaultFs:
+    """The storage-fault library (tests/fault_fs.c), built once per session (per xdist worker)."""
+    return FaultFs.build(tmp_path_factory.mktemp("fault-fs"))
+
+
 @contextmanager
 def open_rig(workdir: Path, ca: Path) -> Iterator[Rig]:
     """Start a rig in ``workdir``; stops the desk and the broker at the end."""
@@ -43,7 +49,7 @@ def open_rig(workdir: Path, ca: Path) -> Iterator[Rig]:
     try:
         yield Rig(workdir, broker, keys, desk)
     finally:
-        kill_leftovers()
+        kill_leftovers(workdir)
         desk.stop()
         broker.stop()
 

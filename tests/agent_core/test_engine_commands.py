@@ -25,7 +25,7 @@ def leaking() -> tuple[DetectionEngine, AlertEvent]:
 
 
 def cmd(name: CommandName, **kw: object) -> Command:
-    return Command.model_validate({"command": name, **kw})
+    return Command.model_validate({"command": name, "site": "site-a", "asset": "hp-0001", **kw})
 
 
 def clone(engine: DetectionEngine) -> DetectionEngine:

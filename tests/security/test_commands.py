@@ -6,16 +6,18 @@ alert); ``test_commands_e2e.py`` drives the same over MQTT into the real ``edge-
 
 from __future__ import annotations
 
+import json
 import pickle
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from edge_agent.command_ledger import COMMAND_LEDGER, DurableReplayGuard
 from edge_agent.commands import AlertSigner, CommandGate
 from edge_agent.config import AgentSettings
 from edge_agent.engine import DetectionEngine
-from edge_agent.ingest import CommandReceived, ingest
+from edge_agent.ingest import CommandReceived, Rejected, ingest
 from edge_agent.keyfiles import alert_signer, command_gate
 from pdm_common.contracts import (
     MAX_COMMAND_RECORDS,
@@ -63,8 +65,8 @@ def _gate(**kw: object) -> CommandGate:
 
 def _cmd(msg_id: str = "m-1", *, key: str = DESK_KEY, key_id: str = "bridge", ts: float = WALL_S,
          sign: bool = True, fields: dict[str, object] | None = None, **more: str) -> CommandReceived:
-    body: dict[str, object] = {"command": "snooze", "until": format_ts(NOW + timedelta(hours=6)),
-                               "issued_by": "desk:zendesk:agent-4711"}
+    body: dict[str, object] = {"command": "snooze", "site": "site-a", "asset": "hp-0001",
+                               "until": format_ts(NOW + timedelta(hours=6)), "issued_by": "desk:zendesk:agent-4711"}
     body.update(fields or {})
     body.update(more)
     cmd = Command.model_validate(body)
@@ -131,6 +133,48 @@ def test_a_replayed_command_is_refused(leaking: tuple[bytes, AlertEvent]) -> Non
     assert gate.apply(first, engine, now=NOW, wall_s=WALL_S).rejected is None
     again = gate.apply(first, engine, now=NOW, wall_s=WALL_S + 10)
     assert again.rejected is not None and again.rejected.letter.reason == "signature_replayed"
+
+
+def test_a_command_accepted_before_a_restart_is_refused_after_it(leaking: tuple[bytes, AlertEvent],
+                                                                  tmp_path: Path) -> None:
+    ledger = tmp_path / COMMAND_LEDGER
+    first = _cmd("m-restart", command="serviced")
+    before = _gate(replay=DurableReplayGuard(ledger, window_s=600, now_s=WALL_S))
+    assert before.apply(first, _engine(leaking), now=NOW, wall_s=WALL_S).rejected is None
+    # The agent restarts (a new gate reads the ledger) and the same signed bytes come again, fresh.
+    after = _gate(replay=DurableReplayGuard(ledger, window_s=600, now_s=WALL_S + 120))
+    again = after.apply(first, _engine(leaking), now=NOW, wall_s=WALL_S + 120)
+    assert again.rejected is not None and again.rejected.letter.reason == "signature_replayed"
+    # Ids past the window are forgotten at load (their timestamps are stale by then anyway).
+    later = DurableReplayGuard(ledger, window_s=600, now_s=WALL_S + 601)
+    assert len(later) == 0 and later.accept("m-restart", WALL_S + 601)
+
+
+def test_an_unwritable_ledger_still_refuses_replays_in_memory(leaking: tuple[bytes, AlertEvent],
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    gate = _gate(replay=DurableReplayGuard(tmp_path / "state" / COMMAND_LEDGER, window_s=600, now_s=WALL_S))
+    first = _cmd("m-mem", command="serviced")
+    engine = _engine(leaking)
+    assert gate.apply(first, engine, now=NOW, wall_s=WALL_S).rejected is None
+    again = gate.apply(first, engine, now=NOW, wall_s=WALL_S + 1)
+    assert again.rejected is not None and again.rejected.letter.reason == "signature_replayed"
+
+
+@pytest.mark.parametrize("target", [{"asset": "hp-0002"}, {"site": "site-b"}], ids=["other-asset", "other-site"])
+def test_a_command_signed_for_another_target_is_refused(leaking: tuple[bytes, AlertEvent],
+                                                       target: dict[str, str]) -> None:
+    # A genuine signed command for hp-0002 (or another site's hp-0001), replayed on hp-0001's topic.
+    engine = _engine(leaking)
+    result = _gate().apply(_cmd("m-target", fields={"command": "serviced", **target}), engine, now=NOW, wall_s=WALL_S)
+    assert result.rejected is not None and result.rejected.letter.reason == "target_mismatch"
+    assert result.events == [] and engine.asset_states()[0].commands[-1].reason == "target_mismatch"
+
+
+def test_a_command_without_its_target_is_refused_at_ingest() -> None:
+    payload = json.dumps({"command": "serviced", "issued_by": "ops:alice"}).encode()
+    refused = ingest(TOPICS, TOPIC, payload, NOW)
+    assert isinstance(refused, Rejected) and "site" in refused.letter.detail
 
 
 def test_unsigned_commands_only_where_the_operator_said_so(leaking: tuple[bytes, AlertEvent]) -> None:
@@ -222,8 +266,10 @@ def test_alerts_are_signed_with_the_gateway_key(leaking: tuple[bytes, AlertEvent
 def test_key_files_are_read_at_start_and_missing_ones_named(tmp_path: Path) -> None:
     key = tmp_path / "bridge.key"
     key.write_text(DESK_KEY + "\n")
-    settings = AgentSettings(gateway="gw-17", commands={"keys": {"bridge": key}}, signing={"secret_file": key})
+    settings = AgentSettings(gateway="gw-17", state_dir=tmp_path / "state", commands={"keys": {"bridge": key}},
+                             signing={"secret_file": key})
     assert command_gate(settings).require_signature
+    assert (tmp_path / "state" / COMMAND_LEDGER).exists(), "the replay ledger lives in the state directory"
     signer = alert_signer(settings)
     assert signer is not None and signer.key_id == "gw-17"
     missing = AgentSettings(commands={"keys": {"bridge": tmp_path / "nope.key"}})

@@ -1,10 +1,11 @@
 """No secret in logs, metrics, tickets, error messages or doctor output (#14.6).
 
-Real runs with per-test secrets (broker passwords, the gateway's alert key, the command key, the
-webhook HMAC secret): everything the processes print, serve or deliver is scanned for each secret
-(and for the base64 body of ``whsec_`` keys). The error paths are exercised on purpose — a forged
-command, a wrong broker password, invalid config values next to secrets — because that is where a
-secret slips into a message.
+The shared running field (tests/security/conftest.py: a fleet run through the real agent and bridge,
+after the command attacks of test_commands_e2e.py when both run in one session) with per-run
+secrets (broker passwords, the gateway's alert key, the command key, the webhook HMAC secret):
+everything the processes print, serve or deliver is scanned for each secret (and for the base64
+body of ``whsec_`` keys). The error paths are exercised on purpose — a forged command, a wrong broker
+password, invalid config values next to secrets — because that is where a secret slips into a message.
 """
 
 from __future__ import annotations
@@ -13,87 +14,67 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pdm_common.contracts import Command
-from tests.rig import (
-    FAST_DETECTION,
-    REPO,
-    Sensors,
-    Service,
-    Watcher,
-    agent_config,
-    bridge_config,
-    dump_toml,
-    fleet_messages,
-    metric,
-    metrics_text,
-    new_secret,
-    scan_for_secrets,
-)
-from tests.rig_fixtures import Rig
+from simulators.broker import free_port
+from tests.rig import REPO, Service, dump_toml, metrics_text, new_secret, scan_for_secrets
+from tests.security.conftest import Field
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 
-def _cli(module: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli_all(runs: dict[str, tuple[str, Path, tuple[str, ...]]]) -> dict[str, str]:
+    """Run CLI invocations at once (each a Python start of about a second); name -> stdout + stderr."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", module, "--config", str(config), *args], capture_output=True,
-                          text=True, timeout=120, env=env, check=False)
+    procs = {name: subprocess.Popen([sys.executable, "-m", module, "--config", str(config), *args], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for name, (module, config, args) in runs.items()}
+    return {name: proc.communicate(timeout=120)[0] for name, proc in procs.items()}
 
 
-def test_no_secret_reaches_logs_metrics_tickets_or_doctor_output(rig: Rig) -> None:
-    agent_cfg, agent_port = agent_config(rig.workdir, rig.broker, rig.keys, detection=FAST_DETECTION)
-    bridge_cfg, bridge_port = bridge_config(rig.workdir, rig.broker, rig.keys, rig.desk.url)
-    agent = Service("agent", "edge_agent.cli", agent_cfg, rig.workdir).start()
-    bridge = Service("bridge", "cloud_bridge.cli", bridge_cfg, rig.workdir).start()
+def test_no_secret_reaches_logs_metrics_tickets_or_doctor_output(live_field: Field) -> None:
+    f, rig = live_field, live_field.rig
     texts: dict[str, str] = {}
-    with Watcher(rig.broker.settings("svc.ops"), "pdm/v1/#") as watcher, \
-            Sensors(rig.broker.settings("sensors.oslo-north")) as sensors, \
-            Sensors(rig.broker.settings("svc.cloud-bridge")) as desk_side:
-        assert wait_until(lambda: metric(agent_port, "pdm_agent_mqtt_connected") == 1.0, 60)
-        assert wait_until(lambda: metric(bridge_port, "pdm_bridge_outbox_depth") is not None, 60)
-        sensors.send(fleet_messages(rig.workdir, seed=11))
-        # Error paths: a command signed with a wrong key, one signed right, a malformed one.
-        cmd = Command.model_validate({"command": "serviced", "issued_by": "ops:alice"})
-        for secret, msg_id in ((new_secret(), "leak-1"), (rig.keys.commands, "leak-2")):
-            signed = cmd.signed(key_id="cloud-bridge", secret=secret, msg_id=msg_id, now_s=int(time.time()))
-            desk_side.send([("pdm/v1/oslo-north/hp-0001/cmd", signed.to_json())])
-        desk_side.send([("pdm/v1/oslo-north/hp-0001/cmd", b'{"command": "snooze", "auth": 1}')])
-        assert wait_until(lambda: metric(agent_port, "pdm_agent_outbox_depth") == 0.0, 60)
-        assert wait_until(lambda: len(rig.desk.tickets("webhook")) > 0, 30), bridge.log()[-2000:]
-        texts["agent metrics"] = metrics_text(agent_port)
-        texts["bridge metrics"] = metrics_text(bridge_port)
-        texts["mqtt traffic"] = "\n".join(m.topic + " " + m.payload.decode(errors="replace") for m in watcher.messages)
-    assert agent.stop() == 0 and bridge.stop() == 0
+    # Error paths: a command signed with a wrong key, one signed right, a malformed one.
+    cmd = Command.model_validate({"command": "serviced", "site": f.alert.site, "asset": f.alert.asset,
+                                  "issued_by": "ops:alice"})
+    for secret, msg_id in ((new_secret(), "leak-1"), (rig.keys.commands, "leak-2")):
+        f.send(cmd, sign_with=secret, msg_id=msg_id)
+    f.sender.send([(f.cmd_topic, b'{"command": "snooze", "auth": 1}')])
+    assert wait_until(lambda: "msg_id=leak-2" in f.agent.current_log(), 30), f.agent.current_log()[-2000:]
+    assert wait_until(lambda: len(rig.desk.tickets("webhook")) > 0, 30), f.bridge.log()[-2000:]
+    texts["agent metrics"] = metrics_text(f.agent_port)
+    texts["bridge metrics"] = metrics_text(f.bridge_port)
+    texts["mqtt traffic"] = "\n".join(m.topic + " " + m.payload.decode(errors="replace") for m in f.watcher.messages)
     texts["desk tickets"] = json.dumps(rig.desk.tickets())
     texts["desk requests"] = json.dumps(rig.desk.requests())
     # A wrong broker password: the refusal is logged, the password is not.
     wrong = rig.workdir / "wrong.password"
     wrong.write_text(new_secret())
     bad_login = rig.workdir / "bad-login.toml"
-    bad_login.write_text(agent_cfg.read_text().replace(str(rig.broker.password_file("oslo-north")), str(wrong)))
-    bad = Service("bad-login", "edge_agent.cli", bad_login, rig.workdir).start()
-    time.sleep(3.0)
-    bad.stop()
+    bad_login.write_text(f.agent_cfg.read_text().replace(str(rig.broker.password_file("oslo-north")), str(wrong))
+                         .replace(str(rig.workdir / "agent-state"), str(rig.workdir / "bad-login-state"))
+                         .replace(f"port = {f.agent_port}", f"port = {free_port()}"))
+    bad = Service.agent(bad_login, rig.workdir, name="bad-login").start()
     # Config errors next to secrets, and the doctors.
     broken = rig.workdir / "broken.toml"
     broken.write_text(dump_toml({"mqtt": {"password": rig.broker.passwords["oslo-north"], "port": 0},
                                  "commands": {"keys": {"x": 1}}}))
-    for name, result in {
-        "agent check-config (invalid)": _cli("edge_agent.cli", broken, "check-config"),
-        "agent check-config": _cli("edge_agent.cli", agent_cfg, "check-config"),
-        "agent doctor": _cli("edge_agent.cli", agent_cfg, "doctor"),
-        "bridge doctor": _cli("cloud_bridge.cli", bridge_cfg, "doctor", "--offline"),
-        "bridge outbox list": _cli("cloud_bridge.cli", bridge_cfg, "outbox", "list"),
-    }.items():
-        texts[name] = result.stdout + result.stderr
-    texts["agent log"] = agent.log()
-    texts["bridge log"] = bridge.log()
+    texts.update(_cli_all({
+        "agent check-config (invalid)": ("edge_agent.cli", broken, ("check-config",)),
+        "agent check-config": ("edge_agent.cli", f.agent_cfg, ("check-config",)),
+        "agent doctor": ("edge_agent.cli", f.agent_cfg, ("doctor",)),
+        "bridge doctor": ("cloud_bridge.cli", f.bridge_cfg, ("doctor", "--offline")),
+        "bridge outbox list": ("cloud_bridge.cli", f.bridge_cfg, ("outbox", "list")),
+    }))
+    assert wait_until(lambda: "event=mqtt.connect_refused" in bad.current_log(), 30), bad.current_log()[-2000:]
+    bad.stop()
+    texts["agent log"] = f.agent.log()
+    texts["bridge log"] = f.bridge.log()
     texts["wrong-password log"] = bad.log()
     secrets_ = [*rig.secrets(), wrong.read_text()]
     assert "invalid configuration" in texts["agent check-config (invalid)"]
