@@ -176,6 +176,9 @@ def _own(work: Path, quiet: bool) -> Path:
     own = work / "own"
     house = work / "own-wheel"
     flags = ["--quiet"] if quiet else []
+    # setuptools builds in the source tree and never deletes from build/lib: a module removed since the
+    # last build would otherwise still ship.
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     _run([build_python(quiet), "-m", "pip", "wheel", *flags, "--no-deps", "--no-build-isolation",
           "--wheel-dir", house, REPO])
     (wheel,) = house.glob("pdm_edge-*.whl")

@@ -190,5 +190,6 @@ def test_sdist_carries_units_examples_and_the_packaging(tmp_path: Path) -> None:
     for needed in ("systemd/pdm-edge-agent.service", "systemd/pdm-cloud-bridge.service",
                    "config/edge-agent.example.toml", "config/cloud-bridge.example.toml", "config/assets.example.toml",
                    "config/fault-actions.toml", "config/mosquitto/acl", "config/mosquitto/pdm-edge.conf",
-                   "config/mosquitto/bridge-to-cloud.conf", "packaging/build_deb.py", "ops/prometheus/pdm-rules.yml"):
+                   "config/mosquitto/bridge-to-cloud.conf", "config/kinds.example.toml", "packaging/build_deb.py",
+                   "packaging/gateway-requirements.txt", "ops/prometheus/pdm-rules.yml"):
         assert needed in names, needed
