@@ -22,6 +22,7 @@ charges and defrosts. A month of one unit takes a few milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,7 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+ArrayOrFloat = npt.NDArray[np.floating[Any]] | float
 
 OFF, HEAT, DHW, DEFROST, CUTOFF, LOCKOUT = 0, 1, 2, 3, 4, 5
 MIN_DEFROST_INTERVAL_MIN = 35.0
@@ -189,6 +191,27 @@ def run_controller(
         """First sample from ``i`` at which the tank has cooled to its restart temperature."""
         return int(cum_draw.searchsorted(cum_draw[i] + (tank - tank_low) * p.tank_kwh_per_k)) - 1
 
+    def drained(i: int, end: int, tank: float) -> FloatArray:
+        """Tank temperatures over samples i..end-1 with draws and losses only."""
+        return np.asarray(tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k, dtype=np.float64)
+
+    def frosting(i: int, w: int, frost: float, since_defrost: float) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """Frost load while running over samples i..w-1, and where a defrost would be due."""
+        frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
+        k = np.arange(1, w - i + 1)
+        return frosts, (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
+
+    def frost_event(i: int, frost: float, since_defrost: float) -> int:
+        """First sample from ``i`` at which a running compressor would start a defrost."""
+        by_frost = int(cum_frost.searchsorted(cum_frost[i] + 1.0 - frost)) - 1
+        return max(by_frost, i + int(np.ceil((MIN_DEFROST_INTERVAL_MIN - since_defrost) / dt_min)) - 1)
+
+    def write(i: int, end: int, mode: int, *, q_hp: ArrayOrFloat, q_bk: ArrayOrFloat = 0.0, bufs: ArrayOrFloat,
+              tanks: ArrayOrFloat, frosts: ArrayOrFloat, since: ArrayOrFloat = 0.0) -> None:
+        """Record a fast-forwarded stretch i..end-1."""
+        mode_out[i:end], qhp_out[i:end], qbk_out[i:end], buf_out[i:end] = mode, q_hp, q_bk, bufs
+        tank_out[i:end], frost_out[i:end], since_out[i:end] = tanks, frosts, since
+
     mode = OFF
     buf = 0.0
     tank = p.tank_start_c
@@ -208,12 +231,9 @@ def run_controller(
             mode = LOCKOUT if i >= lockout_from else CUTOFF
             k = np.arange(1, end - i + 1)
             bufs = buf * decay**k
-            mode_out[i:end] = mode
-            qbk_out[i:end] = np.maximum(demand_kw[i:end] - gain * bufs / decay, 0.0)
-            tanks = np.maximum(tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k, tank_low)
-            tank_out[i:end] = tanks
-            buf_out[i:end] = bufs
-            frost_out[i:end] = frost
+            tanks = np.maximum(drained(i, end, tank), tank_low)
+            write(i, end, mode, q_hp=0.0, q_bk=np.maximum(demand_kw[i:end] - gain * bufs / decay, 0.0), bufs=bufs,
+                  tanks=tanks, frosts=frost)
             buf, tank = float(bufs[-1]), float(tanks[-1])
             dhw_wanted, on_min = False, 0.0
             off_min += (end - i) * dt_min
@@ -222,9 +242,8 @@ def run_controller(
         if not dhw_wanted and mode == HEAT and qmin(i) <= dem(i) - gain * buf <= qmax(i):
             # Modulating: the inverter follows the demand plus the loop error's correction, and the error
             # decays geometrically, while the output stays between its limits; hot water or frost interrupt.
-            k_frost = max(int(cum_frost.searchsorted(cum_frost[i] + 1.0 - frost)) - 1,
-                          i + int(np.ceil((MIN_DEFROST_INTERVAL_MIN - since_defrost) / dt_min)) - 1)
-            caps = min(int(next_forbidden[i]), lockout_from, tank_event(i, tank), k_frost, n)
+            caps = min(int(next_forbidden[i]), lockout_from, tank_event(i, tank),
+                       frost_event(i, frost, since_defrost), n)
             settle = min(caps, i + SETTLE_STEPS)
             k = np.arange(1, settle - i + 1)
             targets = demand_kw[i:settle] - gain * buf * decay ** (k - 1)
@@ -238,14 +257,9 @@ def run_controller(
             k = np.arange(1, end - i + 1)
             bufs = buf * decay**k
             if end - i >= 2:
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = demand_kw[i:end] - gain * bufs / decay
-                buf_out[i:end] = bufs
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frosts = frost + cum_frost[i + 1 : end + 1] - cum_frost[i]
-                frost_out[i:end] = frosts
-                since_out[i:end] = on_min + k * dt_min
+                tanks, (frosts, _) = drained(i, end, tank), frosting(i, end, frost, since_defrost)
+                write(i, end, HEAT, q_hp=demand_kw[i:end] - gain * bufs / decay, bufs=bufs, tanks=tanks, frosts=frosts,
+                      since=on_min + k * dt_min)
                 buf, tank, frost = float(bufs[-1]), float(tanks[-1]), float(frosts[-1])
                 on_min += (end - i) * dt_min
                 since_defrost += (end - i) * dt_min
@@ -254,21 +268,14 @@ def run_controller(
         if not dhw_wanted and mode == HEAT and over(i) and buf <= -p.hysteresis_k + 0.2:
             # Beyond the unit's capacity (bivalent): full output, the backup heater holds the loop at the
             # hysteresis point.
-            k_frost = max(int(cum_frost.searchsorted(cum_frost[i] + 1.0 - frost)) - 1,
-                          i + int(np.ceil((MIN_DEFROST_INTERVAL_MIN - since_defrost) / dt_min)) - 1)
-            end = min(int(next_within[i]), int(next_forbidden[i]), lockout_from, tank_event(i, tank), k_frost, n)
+            end = min(int(next_within[i]), int(next_forbidden[i]), lockout_from, tank_event(i, tank),
+                      frost_event(i, frost, since_defrost), n)
             if end - i >= 2:
                 k = np.arange(1, end - i + 1)
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = q_max_kw[i:end]
-                qbk_out[i:end] = demand_kw[i:end] - q_max_kw[i:end]
                 buf = -p.hysteresis_k
-                buf_out[i:end] = buf
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frosts = frost + cum_frost[i + 1 : end + 1] - cum_frost[i]
-                frost_out[i:end] = frosts
-                since_out[i:end] = on_min + k * dt_min
+                tanks, (frosts, _) = drained(i, end, tank), frosting(i, end, frost, since_defrost)
+                write(i, end, HEAT, q_hp=q_max_kw[i:end], q_bk=demand_kw[i:end] - q_max_kw[i:end], bufs=buf,
+                      tanks=tanks, frosts=frosts, since=on_min + k * dt_min)
                 tank, frost = float(tanks[-1]), float(frosts[-1])
                 on_min += (end - i) * dt_min
                 since_defrost += (end - i) * dt_min
@@ -282,21 +289,15 @@ def run_controller(
             k = np.arange(1, w - i + 1)
             bufs = buf * decay**k
             before = np.concatenate([[buf], bufs[:-1]])
-            frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
+            frosts, due = frosting(i, w, frost, since_defrost)
             targets = demand_kw[i:w] - gain * before
-            due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
             exits = (before > -p.hysteresis_k) | (targets <= q_max_kw[i:w]) | due | (demand_kw[i:w] <= 0.0)
             end = min(i + int(np.argmax(exits)) if exits.any() else w, tank_event(i, tank))
             if end - i >= 2:
                 m = end - i
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = q_max_kw[i:end]
-                qbk_out[i:end] = targets[:m] - q_max_kw[i:end]
-                buf_out[i:end] = bufs[:m]
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frosts[:m]
-                since_out[i:end] = on_min + k[:m] * dt_min
+                tanks = drained(i, end, tank)
+                write(i, end, HEAT, q_hp=q_max_kw[i:end], q_bk=targets[:m] - q_max_kw[i:end], bufs=bufs[:m],
+                      tanks=tanks, frosts=frosts[:m], since=on_min + k[:m] * dt_min)
                 buf, tank, frost = float(bufs[m - 1]), float(tanks[-1]), float(frosts[m - 1])
                 on_min += m * dt_min
                 since_defrost += m * dt_min
@@ -311,7 +312,7 @@ def run_controller(
             k = np.arange(1, w - i + 1)
             bufs = np.clip(buf + np.cumsum((limit[i:w] - demand_kw[i:w]) * dt_h) / cap, lo_buf, hi_buf)
             before = np.concatenate([[buf], bufs[:-1]])
-            frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
+            frosts, due = frosting(i, w, frost, since_defrost)
             ons = on_min + k * dt_min
             targets = demand_kw[i:w] - gain * before
             if below:
@@ -319,19 +320,13 @@ def run_controller(
                 leave = stop | (targets >= q_min_kw[i:w])
             else:
                 leave = (before <= -p.hysteresis_k) | (targets <= q_max_kw[i:w])
-            due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
             exits = leave | due | (demand_kw[i:w] <= 0.0)
             end = i + int(np.argmax(exits)) if exits.any() else w
             end = min(end, tank_event(i, tank))
             if end - i >= 2:
                 m = end - i
-                mode_out[i:end] = HEAT
-                qhp_out[i:end] = limit[i:end]
-                buf_out[i:end] = bufs[:m]
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frosts[:m]
-                since_out[i:end] = ons[:m]
+                tanks = drained(i, end, tank)
+                write(i, end, HEAT, q_hp=limit[i:end], bufs=bufs[:m], tanks=tanks, frosts=frosts[:m], since=ons[:m])
                 buf, tank, frost = float(bufs[m - 1]), float(tanks[-1]), float(frosts[m - 1])
                 on_min += m * dt_min
                 since_defrost += m * dt_min
@@ -343,11 +338,8 @@ def run_controller(
             end = min(int(next_forbidden[i]), lockout_from, tank_event(i, tank), k_start, n)
             if end - i >= 2:
                 bufs = buf - (cum_demand[i + 1 : end + 1] - cum_demand[i]) / cap
-                tanks = tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k
-                mode_out[i:end] = OFF
-                buf_out[i:end] = bufs
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frost
+                tanks = drained(i, end, tank)
+                write(i, end, OFF, q_hp=0.0, bufs=bufs, tanks=tanks, frosts=frost)
                 buf, tank = float(bufs[-1]), float(tanks[-1])
                 off_min += (end - i) * dt_min
                 i = end
@@ -357,15 +349,11 @@ def run_controller(
             end = min(i + int(np.ceil(defrost_left / dt_min)) - 1, int(next_forbidden[i]), lockout_from)
             if end - i >= 1:
                 k = np.arange(1, end - i + 1)
-                tanks = np.maximum(tank - (cum_draw[i + 1 : end + 1] - cum_draw[i]) / p.tank_kwh_per_k, TANK_MIN_C)
+                tanks = np.maximum(drained(i, end, tank), TANK_MIN_C)
                 bufs = np.maximum(buf - (p.defrost_kw * k * dt_h + cum_demand[i + 1 : end + 1] - cum_demand[i]) / cap,
                                   lo_buf)
-                mode_out[i:end] = DEFROST
-                qhp_out[i:end] = -p.defrost_kw
-                buf_out[i:end] = bufs
-                tank_out[i:end] = tanks
-                frost_out[i:end] = frost
-                since_out[i:end] = on_min + k * dt_min
+                write(i, end, DEFROST, q_hp=-p.defrost_kw, bufs=bufs, tanks=tanks, frosts=frost,
+                      since=on_min + k * dt_min)
                 buf, tank = float(bufs[-1]), float(tanks[-1])
                 dhw_wanted = dhw_wanted or tank <= tank_low
                 on_min += (end - i) * dt_min
@@ -378,8 +366,7 @@ def run_controller(
             k = np.arange(1, w - i + 1)
             charge = p.dhw_share * q_max_kw[i:w]
             tanks = tank + np.cumsum(charge * dt_h - dhw_draw_kwh[i:w] - p.tank_loss_kw * dt_h) / p.tank_kwh_per_k
-            frosts = frost + cum_frost[i + 1 : w + 1] - cum_frost[i]
-            due = (frosts >= 1.0) & (since_defrost + k * dt_min >= MIN_DEFROST_INTERVAL_MIN)
+            frosts, due = frosting(i, w, frost, since_defrost)
             full = tanks >= p.dhw_setpoint_c
             end = w
             if due.any():
@@ -389,12 +376,8 @@ def run_controller(
             if end - i >= 2:
                 m = end - i
                 bufs = np.maximum(buf - (cum_demand[i + 1 : end + 1] - cum_demand[i]) / cap, lo_buf)
-                mode_out[i:end] = DHW
-                qhp_out[i:end] = charge[:m]
-                buf_out[i:end] = bufs
-                tank_out[i:end] = tanks[:m]
-                frost_out[i:end] = frosts[:m]
-                since_out[i:end] = on_min + k[:m] * dt_min
+                write(i, end, DHW, q_hp=charge[:m], bufs=bufs, tanks=tanks[:m], frosts=frosts[:m],
+                      since=on_min + k[:m] * dt_min)
                 buf, tank, frost = float(bufs[-1]), float(tanks[m - 1]), float(frosts[m - 1])
                 dhw_wanted = tank < p.dhw_setpoint_c
                 on_min += m * dt_min
