@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cloud_bridge.errors import OutboxFullError
+from cloud_bridge.errors import OutboxDataError, OutboxError, OutboxFullError
 from cloud_bridge.outbox import EnqueueResult, Outbox, open_postgres, open_sqlite
 from tests.bridge.samples import alert
+from tests.waiting import wait_until
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -118,3 +123,105 @@ def test_two_replicas_never_lease_the_same_event(make_outbox) -> None:  # type: 
     got_b = b.lease(owner="b", now=1.0, lease_s=30, limit=25)
     assert len(got_a) + len(got_b) == 40
     assert not {e.id for e in got_a} & {e.id for e in got_b}
+
+
+class _Group:
+    """Callers of one SQLite outbox queued behind a write lock another connection holds (as another process
+    would, e.g. ``cloud-bridge outbox list``), released at once: they then share the next commit."""
+
+    def __init__(self, path: Path, box: Outbox) -> None:
+        self.box = box
+        self.blocker = sqlite3.connect(str(path), isolation_level=None)
+        self.blocker.execute("BEGIN IMMEDIATE")
+        self.threads: list[threading.Thread] = []
+        self.results: dict[int, object] = {}
+
+    def call(self, fn: Callable[[], object]) -> None:
+        """Start ``fn`` on its own thread; returns once it waits in the outbox."""
+        backend: Any = self.box._db  # white box: the SQLite backend's leader flag and queue
+        index = len(self.threads)
+
+        def target() -> None:
+            try:
+                self.results[index] = fn()
+            except Exception as exc:
+                self.results[index] = exc
+
+        thread = threading.Thread(target=target)
+        self.threads.append(thread)
+        thread.start()
+        if index == 0:
+            assert wait_until(lambda: backend._leading, 10.0)  # the leader waits for the write lock
+        else:
+            assert wait_until(lambda: len(backend._queue) == index, 10.0)
+
+    def release(self) -> None:
+        assert not self.results, "nothing may return before its commit"
+        self.blocker.execute("ROLLBACK")
+        for thread in self.threads:
+            thread.join(10.0)
+        self.blocker.close()
+
+
+def _stored(path: Path) -> int:
+    """Events a separate connection sees: what was committed."""
+    with closing(sqlite3.connect(str(path))) as check:
+        return int(check.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+
+def test_sqlite_concurrent_operations_share_one_commit_and_none_returns_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = open_sqlite(path, max_events=1000)
+    group = _Group(path, box)
+    for i in range(6):
+        event = alert(1, alert_id=f"hp-{i:04d}:group:low_flow", asset=f"hp-{i:04d}")
+        group.call(lambda e=event: box.enqueue(e, desk="main", now=1.0))  # type: ignore[misc]
+    before = box.commits
+    group.release()
+    assert set(group.results.values()) == {EnqueueResult.ACCEPTED}
+    operations, commits = box.commits
+    assert (operations - before[0], commits - before[1]) == (6, 2), "the leader alone, then the five queued together"
+    assert _stored(path) == 6
+    box.close()
+
+
+def test_sqlite_a_failing_operation_in_a_group_is_undone_alone(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = open_sqlite(path, max_events=1000)
+    box.enqueue(alert(1), desk="main", now=1.0)
+    taken = _stored(path)
+    group = _Group(path, box)
+    backend: Any = box._db
+    group.call(lambda: box.enqueue(alert(1, alert_id="hp-0001:iso:low_flow", asset="hp-0001"), desk="main", now=1.0))
+
+    def clashing(c: Any) -> None:  # half written, then a row the database refuses (a duplicate id)
+        c.execute("INSERT INTO sync_cursors (desk, cursor_value) VALUES ('zd', 'half')")
+        c.execute("INSERT INTO events (id, alert_id, event_seq, event_type, desk, payload, enqueued_at,"
+                  " next_attempt_at) SELECT id, alert_id, 99, event_type, desk, payload, 0, 0 FROM events LIMIT 1")
+
+    group.call(lambda: backend.run(clashing))
+    group.call(lambda: box.enqueue(alert(1, alert_id="hp-0002:iso:low_flow", asset="hp-0002"), desk="main", now=1.0))
+    group.release()
+    assert group.results[0] is EnqueueResult.ACCEPTED and group.results[2] is EnqueueResult.ACCEPTED
+    assert isinstance(group.results[1], OutboxDataError)
+    assert _stored(path) == taken + 2 and box.sync_cursor("zd") is None, "the failed operation left nothing"
+    box.close()
+
+
+def test_sqlite_a_group_whose_commit_fails_stores_nothing_and_tells_every_caller(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = open_sqlite(path, max_events=1000)
+    group = _Group(path, box)
+    backend: Any = box._db
+    group.call(lambda: box.enqueue(alert(1, alert_id="hp-0009:lead:low_flow", asset="hp-0009"), desk="main", now=1.0))
+    group.call(lambda: box.enqueue(alert(1, alert_id="hp-0001:lost:low_flow", asset="hp-0001"), desk="main", now=1.0))
+    group.call(lambda: backend.run(lambda c: c.execute("ROLLBACK")))  # the transaction ends under the group
+    group.call(lambda: box.enqueue(alert(1, alert_id="hp-0002:lost:low_flow", asset="hp-0002"), desk="main", now=1.0))
+    group.release()
+    assert group.results[0] is EnqueueResult.ACCEPTED  # the leader's own commit, before the others queued
+    assert all(isinstance(group.results[i], OutboxError) for i in (1, 2, 3)), group.results
+    assert _stored(path) == 1
+    # Nothing was acknowledged as stored, so the callers retry (the consumer does; the broker redelivers).
+    assert box.enqueue(alert(1, alert_id="hp-0001:lost:low_flow", asset="hp-0001"), desk="main",
+                       now=2.0) is EnqueueResult.ACCEPTED
+    box.close()

@@ -11,9 +11,11 @@ temporary root is not readable by Debian's ``mosquitto`` user).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import pytest
 from pdm_common.mqtt import MqttSettings, TlsSettings
 from simulators.broker import free_port
 from tests.deploy.debian import DebianUnavailable, debian_file
+from tests.deploy.package import HOST_ARCH, Root, build
 
 REPO = Path(__file__).resolve().parents[2]
 MOSQUITTO_DIR = REPO / "config" / "mosquitto"
@@ -48,6 +51,78 @@ def test_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["sh", str(MOSQUITTO_DIR / "make-test-ca.sh"), str(out), "localhost", "gw-17"],
                    check=True, capture_output=True, timeout=60)
     return out
+
+
+def mosquitto_accounts(root: Path) -> None:
+    """The ``mosquitto`` user and group in ``root``, as ``apt-get install mosquitto`` adds them (from this host)."""
+    for table in ("passwd", "group"):
+        path = root / "etc" / table
+        have = path.read_text() if path.exists() else ""
+        host = [line for line in Path(f"/etc/{table}").read_text().splitlines() if line.startswith("mosquitto:")]
+        path.write_text(have + "".join(f"{line}\n" for line in host if line not in have.splitlines()))
+
+
+RAM_DIR = Path("/dev/shm")
+_RAM_NEEDED = 2 << 30
+"""Bytes free in RAM_DIR to put package roots there: a root is 0.2 GB, a session makes three (clones share)."""
+_STALE_S = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class PackagedGateway:
+    """A root with mosquitto's account and the gateway package installed, and clones of it (same file system).
+
+    ``root`` is shared by the session: read it, never write to it (a test that changes a root clones one).
+    """
+
+    root: Root
+    base: Path
+
+    def clone(self) -> Root:
+        """A fresh root in the state ``root`` is in: as if the package had been installed there too."""
+        return self.root.clone(Path(tempfile.mkdtemp(dir=self.base)) / "root")
+
+
+def _roots_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RAM (/dev/shm) when it has room, else the session's temp dir.
+
+    dpkg creates and deletes thousands of files per install, remove and purge: on the shared CI disk each
+    deletion costs milliseconds (a remove took 13 s, on tmpfs well under one). Left-overs of killed
+    sessions older than six hours are removed first.
+    """
+    try:
+        usable = RAM_DIR.is_dir() and os.access(RAM_DIR, os.W_OK) and shutil.disk_usage(RAM_DIR).free > _RAM_NEEDED
+    except OSError:
+        usable = False
+    if not usable:
+        return tmp_path_factory.mktemp("package-roots")
+    for stale in RAM_DIR.glob("pdm-package-roots-*"):
+        if time.time() - stale.stat().st_mtime > _STALE_S:
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="pdm-package-roots-", dir=RAM_DIR))
+
+
+@pytest.fixture(scope="session")
+def packaged_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PackagedGateway]:
+    """The gateway package installed once per session into a root where mosquitto's account exists.
+
+    Tests clone it (:meth:`PackagedGateway.clone`): a clone costs a fraction of an install. The roots
+    are deleted at the end of the session.
+    """
+    if not HOST_ARCH or shutil.which("dpkg") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg and dpkg-deb on an amd64 or arm64 host build and install the package")
+    if os.geteuid() != 0 or not Path("/usr/bin/python3.11").exists():
+        pytest.skip("dpkg --root installs files owned by root and pdm-edge; the package runs on /usr/bin/python3.11")
+    deb = build()[HOST_ARCH]
+    base = _roots_dir(tmp_path_factory)
+    try:
+        root = Root.create(base / "installed")
+        mosquitto_accounts(root.path)
+        result = root.dpkg("-i", str(deb))
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield PackagedGateway(root, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def stock_mosquitto_conf() -> str:

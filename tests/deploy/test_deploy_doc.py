@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from simulators.broker import free_port
-from tests.deploy.conftest import REPO, stock_mosquitto_conf
+from tests.deploy.conftest import REPO, PackagedGateway, mosquitto_accounts, stock_mosquitto_conf
 from tests.deploy.mqtt_probe import ACCEPTED, Probe
-from tests.deploy.package import HOST_ARCH, Root, build
+from tests.deploy.package import HOST_ARCH, Root
 
 DOC = REPO / "docs" / "deploy.md"
 MARKER = re.compile(r"<!-- (run: (?P<where>gateway|cloud)|tested: (?P<test>\S+)|hardware: (?P<why>[^>]+)) -->\n```sh\n"
@@ -127,23 +127,19 @@ def _debian_machine(root: Path) -> None:
         stock = stock.replace(prefix, f"{root}{prefix}")
     (root / "etc/mosquitto/mosquitto.conf").write_text(stock)
     (root / "etc/mosquitto/conf.d/zz-test.conf").write_text("user root\n")  # the root is not mosquitto's
-    for table in ("passwd", "group"):
-        host = [line for line in Path(f"/etc/{table}").read_text().splitlines() if line.startswith("mosquitto:")]
-        path = root / "etc" / table
-        path.write_text((path.read_text() if path.exists() else "") + "".join(f"{line}\n" for line in host))
+    mosquitto_accounts(root)
 
 
 @pytest.fixture
-def machines(tmp_path: Path) -> Iterator[tuple[Root, Path]]:
-    """(gateway root with the package installed, cloud VM root)."""
+def machines(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Root, Path]]:
+    """(gateway root with mosquitto's account and the package installed, cloud VM root)."""
     if shutil.which("mosquitto") is None or not HOST_ARCH or shutil.which("dpkg") is None or os.geteuid() != 0:
         pytest.skip("needs mosquitto, dpkg, root and an amd64/arm64 host")
     if not any(line.startswith("mosquitto:") for line in Path("/etc/group").read_text().splitlines()):
         pytest.skip("needs the mosquitto group of Debian's mosquitto package")
-    gateway = Root.create(tmp_path / "gateway")
+    packaged: PackagedGateway = request.getfixturevalue("packaged_gateway")
+    gateway = packaged.clone()
     _debian_machine(gateway.path)
-    installed = gateway.dpkg("-i", str(build()[HOST_ARCH]))
-    assert installed.returncode == 0, installed.stdout + installed.stderr
     cloud = tmp_path / "cloud"
     _debian_machine(cloud)
     share = cloud / "usr/share/pdm-edge"  # the wheel's data (deploy.md step 12: ln -s …/share/pdm-edge)

@@ -12,11 +12,11 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.deploy.conftest import PackagedGateway
 from tests.deploy.package import HOST_ARCH, Root, build
 
 pytestmark = [
@@ -46,17 +46,10 @@ def deb(debs: dict[str, Path]) -> Path:
     return debs[HOST_ARCH]
 
 
-def _installed(path: Path, deb: Path) -> Root:
-    target = Root.create(path)
-    result = target.dpkg("-i", str(deb))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return target
-
-
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, deb: Path) -> Iterator[Root]:
+def root(packaged_gateway: PackagedGateway) -> Root:
     """A throwaway root with the package installed, shared by the tests that only look at it."""
-    yield _installed(tmp_path_factory.mktemp("pkg") / "root", deb)
+    return packaged_gateway.root
 
 
 def _mode(path: Path) -> int:
@@ -75,6 +68,9 @@ def test_installs_agent_unit_config_user_and_mosquitto_drop_in(root: Root) -> No
     state = base / "var/lib/pdm-edge-agent"
     assert (state.stat().st_uid, _mode(state)) == (uid, 0o750)
     assert (base / "etc/mosquitto/conf.d/pdm-edge.conf").is_file() and (base / "etc/mosquitto/pdm/acl").is_file()
+    mosquitto = [line for line in (base / "etc/group").read_text().splitlines() if line.startswith("mosquitto:")]
+    if mosquitto:  # Mosquitto reads the ACL as its own group
+        assert (base / "etc/mosquitto/pdm/acl").stat().st_gid == int(mosquitto[0].split(":")[2])
     conffiles = root.dpkg("--status", "pdm-edge-agent").stdout
     for conffile in ("/etc/pdm-edge/edge-agent.toml", "/etc/mosquitto/conf.d/pdm-edge.conf", "/etc/mosquitto/pdm/acl"):
         assert conffile in conffiles
@@ -89,6 +85,10 @@ def test_installed_agent_runs_on_debians_python_with_gateway_dependencies_only(r
     assert probe.returncode == 0, probe.stderr
     prefix, bridge_only = probe.stdout.strip().split(" ", 1)
     assert prefix == str(root.path / "opt/pdm-edge") and bridge_only == "[]"
+    site = root.path / "opt/pdm-edge/lib/python3.11/site-packages"
+    for module in ("numpy/__init__", "pydantic/main", "edge_agent/app", "pdm_common/contracts"):
+        package, name = module.rsplit("/", 1)
+        assert (site / package / "__pycache__" / f"{name}.cpython-311.pyc").is_file(), f"{module} byte-compiled"
     check = root.python(str(root.path / "opt/pdm-edge/bin/edge-agent"), "check-config",
                         "--config", str(root.path / "etc/pdm-edge/edge-agent.toml"))
     assert check.returncode == 2 and "secret_mqtt-password" in check.stderr, check.stderr
@@ -105,8 +105,9 @@ def test_installed_unit_verifies_and_is_hardened(root: Root) -> None:
     assert match and float(match.group(1)) <= MAX_EXPOSURE, security.stdout[-1500:]
 
 
-def test_upgrade_keeps_data_remove_keeps_data_and_purge_deletes_it(deb: Path, tmp_path: Path) -> None:
-    root = _installed(tmp_path / "root", deb)
+def test_upgrade_keeps_data_remove_keeps_data_and_purge_deletes_it(deb: Path, packaged_gateway: PackagedGateway
+                                                                   ) -> None:
+    root = packaged_gateway.clone()
     base = root.path
     config = base / "etc/pdm-edge/edge-agent.toml"
     edited = config.read_text().replace('site = "oslo-north"', 'site = "bergen-1"')
@@ -174,12 +175,14 @@ def test_arm64_package_carries_aarch64_binaries(debs: dict[str, Path]) -> None:
 
 
 def test_sdist_carries_units_examples_and_the_packaging(tmp_path: Path) -> None:
-    import sys
     import tarfile
 
-    from tests.deploy.package import REPO
+    from tests.deploy.package import REPO, build_python
 
-    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path), str(REPO)],
+    # What `python -m build --sdist` does, minus making a fresh isolated environment each time: the
+    # build backend pyproject.toml names, from build_deb.py's cached environment of it.
+    subprocess.run([str(build_python()), "-c", "import sys; from setuptools import build_meta; "
+                    "build_meta.build_sdist(sys.argv[1])", str(tmp_path)], cwd=REPO,
                    check=True, capture_output=True, timeout=300)
     (sdist,) = tmp_path.glob("pdm_edge-*.tar.gz")
     with tarfile.open(sdist) as tar:
@@ -187,5 +190,6 @@ def test_sdist_carries_units_examples_and_the_packaging(tmp_path: Path) -> None:
     for needed in ("systemd/pdm-edge-agent.service", "systemd/pdm-cloud-bridge.service",
                    "config/edge-agent.example.toml", "config/cloud-bridge.example.toml", "config/assets.example.toml",
                    "config/fault-actions.toml", "config/mosquitto/acl", "config/mosquitto/pdm-edge.conf",
-                   "config/mosquitto/bridge-to-cloud.conf", "packaging/build_deb.py", "ops/prometheus/pdm-rules.yml"):
+                   "config/mosquitto/bridge-to-cloud.conf", "config/kinds.example.toml", "packaging/build_deb.py",
+                   "packaging/gateway-requirements.txt", "ops/prometheus/pdm-rules.yml"):
         assert needed in names, needed
