@@ -218,7 +218,7 @@ def run_with_kills(rig: Rig, trap: FaultFs, *, seed: int, kills: int) -> ChaosOu
         report = check_tickets(rig.desk.tickets("webhook"), published)
         latest = _latest_states(watcher)
         exit_codes = {"agent": agent.stop(), "bridge": bridge.stop()}
-    restored = [int(n) for n in re.findall(r"event=agent\.starting.*?assets_checkpointed=(\d+)", agent.log())]
+    restored = [int(n) for n in re.findall(r"event=agent\.starting.*?assets_restored=(\d+)", agent.log())]
     return ChaosOutcome(
         report=report, published=published, gaps=contiguous(published), conflicts=conflicting_copies(watcher.alerts()),
         kills=[k for killer in killers for k in killer.done],

@@ -245,10 +245,6 @@ def test_a_zero_byte_agent_outbox_is_moved_aside_and_the_loss_logged(rig: Rig) -
     assert agent.tracebacks() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: edge_agent/outbox.py _unusable() passes a 0-byte main file "
-                   "that has a -wal beside it; SQLite then discards the WAL (its database is empty), so its rows "
-                   "vanish with no log: treat 0 bytes as unusable whatever the WAL, move both aside, and count "
-                   "the loss as unknown")
 def test_a_zero_byte_agent_outbox_with_its_wal_is_moved_aside(tmp_path: Path) -> None:
     # In process: the file logic of edge_agent/outbox.py, which the agent above runs at start.
     from edge_agent.outbox import Outbox
