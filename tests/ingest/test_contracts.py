@@ -104,8 +104,8 @@ def test_deep_nesting_is_refused_not_crashing() -> None:
 
 def test_snooze_needs_until() -> None:
     with pytest.raises(ContractError):
-        Command.from_json(b'{"command": "snooze"}', max_bytes=4096)
-    cmd = Command.from_json(b'{"command": "snooze", "until": 1768586531250}', max_bytes=4096)
+        Command.from_json(b'{"command": "snooze", "site": "s", "asset": "a"}', max_bytes=4096)
+    cmd = Command.from_json(b'{"command": "snooze", "site": "s", "asset": "a", "until": 1768586531250}', max_bytes=4096)
     assert cmd.until == parse_ts(1768586531250)
 
 
@@ -201,7 +201,9 @@ def test_signed_payload_verifies_and_any_change_breaks_it() -> None:
 
 
 def test_signed_command_is_fresh_once() -> None:
-    cmd = Command.from_json(b'{"command": "serviced", "issued_by": "desk:zendesk"}', max_bytes=4096)
+    cmd = Command.from_json(
+        b'{"command": "serviced", "site": "s", "asset": "a", "issued_by": "desk:zendesk"}', max_bytes=4096
+    )
     signed = cmd.signed(key_id="bridge", secret="passphrase", msg_id="c-1", now_s=1_768_000_000)
     guard = ReplayGuard()
     assert signed.verify_auth({"bridge": "passphrase"}, now_s=1_768_000_100, tolerance_s=300, replay=guard)

@@ -24,7 +24,8 @@ def test_valid_telemetry_is_accepted() -> None:
 
 
 def test_command_is_recognised() -> None:
-    result = ingest(TOPICS, "pdm/v1/plant-a/p-101/cmd", b'{"command": "serviced"}', NOW)
+    body = b'{"command": "serviced", "site": "plant-a", "asset": "p-101"}'
+    result = ingest(TOPICS, "pdm/v1/plant-a/p-101/cmd", body, NOW)
     assert isinstance(result, CommandReceived)
 
 
