@@ -135,7 +135,7 @@ def _status_health(watcher: Watcher) -> list[dict[str, str]]:
 def _reported(f: Field, watcher: Watcher, since: int) -> bool:
     """The agent said so in its metric and in a gateway status published after the first ``since``."""
     return wait_until(lambda: f.degraded() == 1.0, 30) and wait_until(
-        lambda: any(h["outbox_writes"].startswith("degraded") for h in _status_health(watcher)[since:]), 10)
+        lambda: any(h["outbox_writes"].startswith("degraded") for h in _status_health(watcher)[since:]), 30)
 
 
 @pytest.fixture(scope="module")
