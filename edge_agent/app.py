@@ -700,6 +700,12 @@ class EdgeAgent:
         try:
             stored = self._checkpoints.load(key)
             self.engine.restore(key, checkpoint.decode(stored.state, self.engine.shared_refs()))
+            # With clock = "telemetry", now() after a restart is the newest telemetry time the
+            # checkpoints know, not the wall clock: otherwise a command (a snooze bounded in
+            # telemetry time) is judged months off, and ticks call every restored asset silent.
+            seen = self.engine.last_seen(key)
+            if seen is not None and (self._event_time is None or seen > self._event_time):
+                self._event_time = seen
         except (CheckpointRefused, TypeError) as exc:
             self.metrics.checkpoint_failures.labels(operation="restore").inc()
             _log.error("checkpoint.asset_refused", site=key[0], asset=key[1], reason=str(exc)[:300],

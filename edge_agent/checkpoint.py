@@ -92,6 +92,11 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("pdm_common.contracts", "Severity"),
     ("pdm_common.contracts", "EventType"),
     ("pdm_common.contracts", "AlertStatus"),
+    ("pdm_common.contracts", "CommandName"),
+    ("pdm_common.contracts", "CommandOutcome"),
+    # The asset's command audit trail (AssetState.commands): a pydantic model whose pickle restores
+    # its field values by __setstate__, without running validators or any other code.
+    ("pdm_common.contracts", "CommandRecord"),
     # Our own state classes: plain attribute containers, no behaviour on construction.
     ("edge_agent.engine", "_Asset"),
     ("edge_agent.lifecycle.machine", "AlertTrack"),

@@ -446,6 +446,11 @@ class DetectionEngine:
         """Every asset the engine holds."""
         return list(self._assets)
 
+    def last_seen(self, key: AssetKey) -> datetime | None:
+        """Telemetry time of the asset's newest sample (None: unknown asset or never a sample)."""
+        a = self._assets.get(key)
+        return None if a is None else a.last_ts
+
     def take_dirty(self) -> list[AssetKey]:
         """Assets changed since the last call (and still held), forgetting the marks."""
         dirty, self._dirty = self._dirty, set()

@@ -17,7 +17,7 @@ from edge_agent.checkpoint import CheckpointRefused, CheckpointStore
 from edge_agent.engine import MODEL_VERSION, DetectionEngine
 from edge_agent.errors import CheckpointError
 from edge_agent.outbox import AlertRef, Outbox, OutboxEntry
-from pdm_common.contracts import AlertEvent, EventType
+from pdm_common.contracts import AlertEvent, CommandName, CommandOutcome, CommandRecord, EventType
 from tests.agent_core.conftest import alerts, feed, new_engine
 from tests.agent_core.synthetic import HeatPumpStream, leak
 
@@ -168,3 +168,18 @@ def test_validate_reports_what_would_be_refused(tmp_path: Path) -> None:
     assert report.assets == 2
     assert [key for key, _why in report.refused] == [("site-a", "hp-bad")]
     assert checkpoint.validate(tmp_path / "absent.sqlite3").assets == 0
+
+
+def test_round_trip_keeps_the_command_audit_trail_and_the_newest_sample_time(tmp_path: Path) -> None:
+    # A refused checkpoint of every asset that had received a command made it re-warm after each
+    # restart (the audit trail's CommandRecord was not an allowed global; found by the e2e suite).
+    engine = new_engine()
+    feed(engine, LEAK, 30)
+    record = CommandRecord(at=engine.last_seen(KEY), command=CommandName.SNOOZE, outcome=CommandOutcome.REFUSED,
+                           reason="no_active_alert", key_id="cloud-bridge", issued_by="desk:zendesk:agent-4711")
+    engine.record_command(*KEY, record)
+    store = _store(tmp_path)
+    _save(store, engine)
+    restored = _restored(store)
+    assert restored.last_seen(KEY) == engine.last_seen(KEY) is not None
+    assert restored.snapshot(KEY).commands == (record,)  # type: ignore[attr-defined]

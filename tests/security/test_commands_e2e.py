@@ -121,11 +121,6 @@ def test_a_command_replayed_after_a_restart_is_refused(field: Field) -> None:
         "replay-across-restart"
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: with clock = \"telemetry\" a restarted agent's now() is the "
-                   "wall clock until its first sample (edge_agent/app.py now(): _event_time is not restored), so "
-                   "its first ticks mark every asset silent for months (asset.silent silent_s≈2.8e7) and a snooze "
-                   "bounded in telemetry time is refused as snooze_in_past; restore the newest telemetry time from "
-                   "the checkpoints at start")
 def test_after_a_restart_commands_are_judged_in_telemetry_time(field: Field) -> None:
     # Runs after the restart above (file order): no telemetry has arrived since.
     restarted_log = field.agent.current_log()
