@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cloud_bridge.config import GatewaySettings
-from cloud_bridge.errors import OutboxDataError, OutboxError, OutboxFullError
+from cloud_bridge.errors import NotStoredError, OutboxDataError, OutboxError, OutboxFullError
 from cloud_bridge.outbox import EnqueueResult, Outbox
 from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent
 from pdm_common.errors import ContractError
@@ -110,8 +110,9 @@ class AlertConsumer:
         """Validate, authenticate and persist one message (paho network thread).
 
         Raises:
-            OutboxError: the event (or its refusal) could not be stored now; the message stays
-                unacknowledged and the broker redelivers it.
+            NotStoredError: the event could not be stored now; the message stays unacknowledged and
+                the broker redelivers it (logged by the MQTT client as one line, no traceback).
+            OutboxError: its refusal could not be stored either; likewise redelivered.
         """
         self.stats.received += 1
         try:
@@ -122,7 +123,7 @@ class AlertConsumer:
         if self.accept(alert, topic=message.topic, payload=message.payload) is None:
             # Raising keeps the message unacknowledged: the MQTT client reconnects and the broker
             # redelivers it from the persistent session, so an outage of the outbox loses nothing.
-            raise OutboxError(f"alert {alert.alert_id} seq {alert.event_seq} not stored; left for redelivery")
+            raise NotStoredError(f"alert {alert.alert_id} seq {alert.event_seq} not stored; left for redelivery")
 
     def _admit(self, message: InboundMessage) -> AlertEvent:
         """The message's alert, if the topic, the payload and the signer agree on who speaks for it.

@@ -20,10 +20,13 @@ above the adapters catches a third-party exception.
 
 from __future__ import annotations
 
+from pdm_common.errors import Redeliver
+
 __all__ = [
     "BridgeError",
     "DeliveryError",
     "DeskConfigError",
+    "NotStoredError",
     "OutboxDataError",
     "OutboxError",
     "OutboxFullError",
@@ -84,6 +87,10 @@ class DeskConfigError(RetryableDeliveryError):
 
 class OutboxError(BridgeError):
     """The outbox database failed; the operation may be retried."""
+
+
+class NotStoredError(OutboxError, Redeliver):
+    """An alert event could not be stored now; its MQTT message is left unacknowledged for redelivery."""
 
 
 class OutboxFullError(OutboxError):

@@ -34,3 +34,13 @@ class ConfigError(PdmCommonError):
 
 class ProfileError(PdmCommonError, ValueError):
     """A machine kind has no profile, or a declared profile is invalid (the message names the field)."""
+
+
+class Redeliver(PdmCommonError):
+    """Raised by a message handler: this message cannot be handled *now* (say, the disk is full).
+
+    The MQTT client (:mod:`pdm_common.mqtt`) treats it like any handler failure (not acknowledged,
+    reconnect, the broker redelivers from the persistent session) but logs one line without a
+    traceback: the handler already said why, and the condition is expected and reported in the
+    service's health.
+    """

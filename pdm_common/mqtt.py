@@ -53,6 +53,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from pdm_common.backoff import Backoff
+from pdm_common.errors import Redeliver
 from pdm_common.logs import get_logger
 from pdm_common.topics import DEFAULT_PREFIX
 
@@ -63,6 +64,7 @@ __all__ = [
     "MqttError",
     "MqttNotConnected",
     "MqttSettings",
+    "Redeliver",
     "TlsSettings",
     "WillMessage",
 ]
@@ -87,6 +89,7 @@ class MqttNotConnected(MqttError):
 
 class MqttAuthError(MqttError):
     """The broker refused the credentials; fix username/password or certificates."""
+
 
 
 class TlsSettings(BaseModel):
@@ -540,10 +543,14 @@ class MqttClient:
         inbound = InboundMessage(topic, payload, msg.qos, bool(msg.retain), datetime.now(UTC), msg.mid, self._session)
         try:
             self._on_message_cb(inbound)
-        except Exception:  # neither kill the network thread nor acknowledge what was not handled
+        except Exception as exc:  # neither kill the network thread nor acknowledge what was not handled
             self._refusing = True
-            _log.exception("mqtt.handler_failed", topic=msg.topic[:200],
-                           action="message not acknowledged; reconnecting so the broker redelivers it")
+            if isinstance(exc, Redeliver):
+                _log.warning("mqtt.left_for_redelivery", topic=msg.topic[:200], reason=str(exc)[:300],
+                             action="message not acknowledged; reconnecting so the broker redelivers it")
+            else:
+                _log.exception("mqtt.handler_failed", topic=msg.topic[:200],
+                               action="message not acknowledged; reconnecting so the broker redelivers it")
             with self._ack_lock:
                 self._held.pop(msg.mid, None)
             client.disconnect()

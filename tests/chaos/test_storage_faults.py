@@ -236,10 +236,5 @@ def test_a_start_on_a_read_only_state_directory_is_refused_clearly(outcome: Outc
         assert code is None or named, f"{name} did not name the read-only directory"
 
 
-@pytest.mark.xfail(strict=True, reason="needs runtime: pdm_common/mqtt.py _handle_message logs every exception of "
-                   "on_message with _log.exception (a traceback in exception=…), also the bridge's deliberate "
-                   "OutboxError 'not stored; left for redelivery' on each redelivery while its disk is full or "
-                   "read-only (5 in this run): let a handler raise a known 'redeliver' error (a pdm_common.mqtt "
-                   "exception cloud_bridge/consumer.py raises) that is logged as one line without traceback")
 def test_no_traceback_while_the_disk_is_full_or_read_only(outcome: Outcome) -> None:
     assert outcome.tracebacks == {"agent": 0, "bridge": 0}, outcome.logs[-3000:]
