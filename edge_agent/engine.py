@@ -237,6 +237,10 @@ class DetectionEngine:
         if a is None:
             return []
         det = a.detector
+        if not a.silent and a.last_ts is not None and now - a.last_ts >= self._silence(a):
+            # The silence a tick during the gap would have noted: the detector restarts the same way
+            # whether or not a tick fell inside the gap.
+            det.silence()
         was_warm = det.warmup_progress(now.timestamp()) >= 1.0
         verdict = det.observe(tel.metrics, now.timestamp(), alert_active=a.machine.engaged)
         if verdict.skipped is not None:
@@ -368,8 +372,7 @@ class DetectionEngine:
         out: list[AlertEvent | AssetState] = []
         for a in self._assets.values():
             changed = False
-            silence = timedelta(seconds=min(a.detector.gap_after_s(), 366 * 86400.0))
-            if not a.silent and a.last_ts is not None and now - a.last_ts >= silence:
+            if not a.silent and a.last_ts is not None and now - a.last_ts >= self._silence(a):
                 a.silent = changed = True
                 a.detector.silence()
                 _log.warning("asset.silent", site=a.site, asset=a.asset, silent_s=(now - a.last_ts).total_seconds())
@@ -382,6 +385,11 @@ class DetectionEngine:
                 self._dirty.add((a.site, a.asset))
                 out.append(self._state(a, now))
         return out
+
+    @staticmethod
+    def _silence(a: _Asset) -> timedelta:
+        """How long without a sample makes ``a`` silent."""
+        return timedelta(seconds=min(a.detector.gap_after_s(), 366 * 86400.0))
 
     def open_alerts(self) -> list[AlertEvent]:
         """The latest event of every alert that is not resolved."""

@@ -138,7 +138,9 @@ class AlertTrack:
             now: the sample time.
             summary: computes the current alert summary (called only when needed: it costs).
         """
-        out = self._expire_snooze(now, summary)
+        # Deadlines that passed before this sample are decided first, as a tick in between would have:
+        # otherwise whether an alert resolves depends on when (and whether) the caller ticked.
+        out = self.tick(now, summary)
         self.window.append(anomalous)
         hits = sum(self.window)
         if anomalous and self.active:

@@ -293,12 +293,6 @@ def test_config_files_are_toml_the_services_accept(rig: Rig) -> None:
     assert "[commands.keys]" in cfg.read_text() and dump_toml({"a": {"b c": 1}}) == '[a]\n"b c" = 1\n'
 
 
-@pytest.mark.xfail(strict=True, reason="needs detect: whether hp-0002's alert (seed 20260105) resolves depends on "
-                   "where the ticks fall: DetectionEngine.tick() between batches of 1-1,000 samples (seeded: what a "
-                   "loaded agent does, ticking once a second of wall time while it works through a backlog after a "
-                   "restart or an outage) never resolves it, one tick per 15 min of telemetry does (event 7): the "
-                   "lifecycle must reach the same decisions whatever the tick cadence, e.g. by deciding time-based "
-                   "transitions at each sample's time in process() too")
 def test_the_alerts_do_not_depend_on_when_the_agent_ticks() -> None:
     # In process and deterministic: the same fleet fed in seeded batches of 1-1,000 samples with a
     # tick after each (the agent's main loop under load), against the reference's steady ticks.
