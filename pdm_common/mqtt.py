@@ -91,7 +91,6 @@ class MqttAuthError(MqttError):
     """The broker refused the credentials; fix username/password or certificates."""
 
 
-
 class TlsSettings(BaseModel):
     """TLS towards the broker. Client certificates are used when ``cert_file`` is set."""
 
