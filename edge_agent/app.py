@@ -340,6 +340,11 @@ class EdgeAgent:
             return self._event_time or self._clock()
         return self._clock()
 
+    def _advance_event_time(self, ts: datetime | None) -> None:
+        """Move the telemetry clock (``now()`` with ``clock = "telemetry"``) forward to ``ts``, never back."""
+        if ts is not None and (self._event_time is None or ts > self._event_time):
+            self._event_time = ts
+
     def health(self) -> dict[str, str]:
         """The agent's own runtime conditions, ``ok`` or what is degraded (part of the gateway status)."""
         return {
@@ -458,8 +463,7 @@ class EdgeAgent:
             if self._unrestored:
                 self._ensure_restored(key)
             self._asset_seen[key] = msg.received_at
-            if self._event_time is None or tel.ts > self._event_time:
-                self._event_time = tel.ts
+            self._advance_event_time(tel.ts)
             started = time.perf_counter()
             out = self.engine.process(tel, tel.ts)
             m.detector_latency.observe(time.perf_counter() - started)
@@ -703,9 +707,7 @@ class EdgeAgent:
             # With clock = "telemetry", now() after a restart is the newest telemetry time the
             # checkpoints know, not the wall clock: otherwise a command (a snooze bounded in
             # telemetry time) is judged months off, and ticks call every restored asset silent.
-            seen = self.engine.last_seen(key)
-            if seen is not None and (self._event_time is None or seen > self._event_time):
-                self._event_time = seen
+            self._advance_event_time(self.engine.last_seen(key))
         except (CheckpointRefused, TypeError) as exc:
             self.metrics.checkpoint_failures.labels(operation="restore").inc()
             _log.error("checkpoint.asset_refused", site=key[0], asset=key[1], reason=str(exc)[:300],

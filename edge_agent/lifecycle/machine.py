@@ -296,7 +296,11 @@ class AlertTrack:
         return out
 
     def tick(self, now: datetime, summary: Callable[[], Summary]) -> list[Emit]:
-        """Time-driven transitions without a sample: snooze expiry and healthy-period deadlines."""
+        """Time-driven transitions: snooze expiry and healthy-period deadlines.
+
+        :meth:`step` decides them at each sample's time first; a tick matters for a track whose asset
+        sends nothing.
+        """
         out = self._expire_snooze(now, summary)
         if self.healthy_since is None:
             return out
