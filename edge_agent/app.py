@@ -19,12 +19,15 @@ condition in metrics and in the gateway status.
 Durability. Alert events are committed to the outbox (and its alert ledger) before they are
 published and deleted after PUBACK, the deletes batched per loop pass. When the disk refuses
 writes they are held in memory, published from there, and written when it recovers. Model state
-is checkpointed per asset, changed assets only, every ``checkpoint_interval_s`` and at shutdown:
-the loop serialises a few assets per pass (:data:`_SLICE_S`) and a writer thread writes them.
-On start nothing is unpickled up front: an asset is restored on its first message, the others a
-slice per pass in the background; the outbox's ledger then brings each alert's track up to its
-newest event, so a ``kill -9`` between two checkpoints neither re-opens an alert under a new id
-nor reuses an ``event_seq``.
+is checkpointed per asset, changed assets only, every ``checkpoint_interval_s`` (or once
+``journal_max_rows`` samples wait) and at shutdown: the loop serialises a few assets per pass
+(:data:`_SLICE_S`) and a writer thread writes them. Telemetry a checkpoint does not cover yet is in
+the telemetry journal (:mod:`edge_agent.journal`), written in the same pass before its PUBACK. On
+start the journal is replayed into the restored models (the events it re-derives that the outbox
+ledger already holds are not stored again), then the ledger brings each alert's track up to its
+newest event: a ``kill -9`` between two checkpoints neither re-opens an alert under a new id, nor
+reuses an ``event_seq``, nor makes a model skip the samples since. Assets the journal does not name
+are restored lazily: on their first message, the others a slice per pass in the background.
 
 No single message stops the agent: an exception while processing a valid message is caught,
 counted and the message dead-lettered as ``processing_failed``.
@@ -50,11 +53,12 @@ from edge_agent.doctor import CHECKPOINT_DIR, CHECKPOINT_STORE, OUTBOX_FILE
 from edge_agent.doctor import health as local_checks
 from edge_agent.engine import MODEL_VERSION, DetectionEngine
 from edge_agent.errors import CheckpointError
-from edge_agent.ingest import CommandReceived, IngestCounters, Rejected, ingest
+from edge_agent.ingest import Accepted, CommandReceived, IngestCounters, Rejected, ingest
+from edge_agent.journal import JOURNAL_FILE, TelemetryJournal
 from edge_agent.metrics import AgentMetrics, AssetGauges
 from edge_agent.outbox import AlertRef, Outbox, OutboxEntry
 from pdm_common import __version__
-from pdm_common.contracts import AlertEvent, AssetState, DeadLetter, GatewayStatus, Severity
+from pdm_common.contracts import AlertEvent, AssetState, DeadLetter, GatewayStatus, Severity, Telemetry
 from pdm_common.errors import ConfigError
 from pdm_common.logs import configure_logging, get_logger
 from pdm_common.metrics import MetricsServer, start_metrics_server
@@ -180,6 +184,9 @@ class EdgeAgent:
             "checkpoint_disk", m, "free disk space, make the state directory writable, or remove whatever is at "
             f"{settings.state_dir / CHECKPOINT_DIR} so it can be a directory; models are kept in memory and "
             "re-warm only if the agent restarts meanwhile")
+        self._journal_disk = _Condition(
+            "journal_disk", m, "free disk space or make the state directory writable; telemetry is processed and "
+            "acknowledged meanwhile, but a crash before the next checkpoint loses those samples to the models")
         self._publish_refused = _Condition(
             "publish_refused", m, "the broker refused publishes: check its ACL lets this gateway write its site's "
             "alert/state topics, and its quotas")
@@ -203,8 +210,10 @@ class EdgeAgent:
         self._round: deque[AssetKey] = deque()
         self._round_started: float | None = None
         self._round_batches = 0
+        self._round_mark: int | None = None  # journal rows up to here are covered once the round is written
+        self._round_failed = False
         self._open_checkpoints()
-        self._reconcile_ledger()
+        self.journal = TelemetryJournal(state_dir / JOURNAL_FILE) if settings.telemetry_journal else None
         self._asset_seen: dict[AssetKey, datetime] = {}
         self._window_full = False
         self._dropped_seen = 0
@@ -218,7 +227,7 @@ class EdgeAgent:
                 (self.topics.all_assets(AssetChannel.TELEMETRY), settings.telemetry_qos),
                 (self.topics.all_assets(AssetChannel.CMD), 1),
             ],
-            on_message=self._enqueue,
+            on_message=self.receive,
             on_connect=self._reconnected.set,
             on_publish_ack=self._acks.put,
             on_publish_refused=lambda mid, reason: self._refusals.put((mid, reason)),
@@ -233,6 +242,8 @@ class EdgeAgent:
                 Liveness("main", lambda: time.monotonic() - self._main_beat, _MAIN_STALL_S),
             ],
         )
+        self._replay_journal()
+        self._reconcile_ledger()
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -326,6 +337,8 @@ class EdgeAgent:
         self._shutdown_step("mqtt", self.mqtt.stop)
         self._shutdown_step("inbound", self._discard_inbound)  # the network thread has ended: nothing more comes
         self._shutdown_step("outbox", self._close_outbox)
+        if self.journal is not None:
+            self._shutdown_step("journal", self.journal.close)
         if self._writer is not None:
             self._shutdown_step("checkpoint_writer", self._writer.close)
         if closing is not None:
@@ -351,6 +364,7 @@ class EdgeAgent:
             "intake": self._verdict(self._backpressure),
             "outbox_writes": self._verdict(self._outbox_disk),
             "checkpoint_writes": self._verdict(self._checkpoint_disk),
+            "journal_writes": self._verdict(self._journal_disk),
             "publishing": self._verdict(self._publish_refused),
         }
 
@@ -403,7 +417,8 @@ class EdgeAgent:
 
     # --- network thread -------------------------------------------------------------------------
 
-    def _enqueue(self, msg: InboundMessage) -> None:
+    def receive(self, msg: InboundMessage) -> None:
+        """Take one inbound message for the main loop (the MQTT adapter's ``on_message``; safe from any thread)."""
         # QoS 1 is bounded by the broker's in-flight window (receive_maximum): always taken. QoS 0
         # has no flow control: beyond the bound it is dropped here, counted, never silently.
         if msg.qos == 0 and self._inbound.qsize() >= self.settings.inbound_queue_max:
@@ -428,15 +443,26 @@ class EdgeAgent:
             except queue.Empty:
                 break
         outputs: list[AlertEvent | AssetState] = []
+        learned: list[tuple[str, bytes, datetime]] = []
         for msg in batch:
-            outputs += self._handle(msg)
+            out, took = self._handle(msg)
+            outputs += out
+            if took:
+                learned.append((msg.topic, msg.payload, msg.received_at))
+        if self.journal is not None and self._checkpoints is not None:  # nothing to replay onto without them
+            if self.journal.append(learned):
+                self._journal_disk.clear()
+            else:
+                self._journal_disk.set(self.journal.failing or "telemetry journal unavailable")
         self._store(outputs)
-        # Stored (on disk, or held in memory while the disk refuses): now the broker may forget them.
+        # Journaled, and stored (on disk, or held in memory while the disk refuses): now the broker
+        # may forget them.
         for msg in batch:
             self.mqtt.ack(msg)
         return len(batch)
 
-    def _handle(self, msg: InboundMessage) -> list[AlertEvent | AssetState]:
+    def _handle(self, msg: InboundMessage) -> tuple[list[AlertEvent | AssetState], bool]:
+        """Ingest and process one message: what it produced, and whether a model took it (journal it)."""
         result = ingest(self.topics, msg.topic, msg.payload, msg.received_at)
         self.counters.count(result)
         m = self.metrics
@@ -444,7 +470,7 @@ class EdgeAgent:
             m.unknown_received.inc()
             m.ingest.dead_lettered.labels(reason=result.letter.reason).inc()
             self._dead_letter(result.topic, result.letter)
-            return []
+            return [], False
         try:
             if isinstance(result, CommandReceived):
                 m.command_received.inc()
@@ -455,24 +481,27 @@ class EdgeAgent:
                     self._dead_letter(gated.rejected.topic, gated.rejected.letter)
                 else:
                     m.command_valid.inc()
-                return gated.events
+                return gated.events, False
             tel = result.telemetry
             m.telemetry_received.inc()
             m.telemetry_valid.inc()
-            key = (tel.site, tel.asset)
-            if self._unrestored:
-                self._ensure_restored(key)
-            self._asset_seen[key] = msg.received_at
-            self._advance_event_time(tel.ts)
-            started = time.perf_counter()
-            out = self.engine.process(tel, tel.ts)
-            m.detector_latency.observe(time.perf_counter() - started)
-            if self._orphans and key in self._orphans:
-                self._adopt_orphans(key)
-            return out
+            return self._process(tel, msg.received_at), True
         except Exception as exc:  # issue 16: no single message may stop the agent
             self._processing_failed(msg, exc)
-            return []
+            return [], False
+
+    def _process(self, tel: Telemetry, received_at: datetime) -> list[AlertEvent | AssetState]:
+        key = (tel.site, tel.asset)
+        if self._unrestored:
+            self._ensure_restored(key)
+        self._asset_seen[key] = received_at
+        self._advance_event_time(tel.ts)
+        started = time.perf_counter()
+        out = self.engine.process(tel, tel.ts)
+        self.metrics.detector_latency.observe(time.perf_counter() - started)
+        if self._orphans and key in self._orphans:
+            self._adopt_orphans(key)
+        return out
 
     def _processing_failed(self, msg: InboundMessage, exc: Exception) -> None:
         self.processing_failures += 1
@@ -533,7 +562,8 @@ class EdgeAgent:
             if self.settings.clock == "wall" or self._event_time is not None:
                 self._store(self.engine.tick(self.now()))
             self._observe()
-        if mono >= self._next_checkpoint:
+        journal_full = self.journal is not None and len(self.journal) >= self.settings.journal_max_rows
+        if mono >= self._next_checkpoint or (journal_full and not self._round and self._round_batches == 0):
             self._next_checkpoint = mono + self.settings.checkpoint_interval_s
             self._begin_round()
         if mono >= self._next_status and self.mqtt.is_connected:
@@ -569,6 +599,8 @@ class EdgeAgent:
             self._backpressure.clear()
         self._window_full, self._dropped_seen = False, dropped
         m.checkpoint_assets.set(len(self._round))
+        if self.journal is not None:
+            m.journal_rows.set(len(self.journal))
         known = self.engine.asset_keys()
         seen, gauges = self._asset_seen, self._asset_gauges
         if len(seen) > len(known) or len(gauges) > len(known):  # assets the engine refused or dropped
@@ -725,6 +757,43 @@ class EdgeAgent:
             del self._unrestored[key]
             self._restore(key)
 
+    def _replay_journal(self) -> None:
+        """Feed the samples no checkpoint covers back into the restored models (after a crash).
+
+        A row an asset's checkpoint already covers (its newest sample is not older) is skipped. The
+        alert events a replay re-derives that the outbox ledger holds (same alert, ``event_seq`` not
+        newer) were stored before the crash and are not stored again; anything newer is, as live.
+        """
+        if self.journal is None or len(self.journal) == 0:
+            return
+        started = time.perf_counter()
+        known = {record.alert_id: record.event_seq for record in self.outbox.alerts()}
+        replayed = covered = 0
+        for row in self.journal.rows():
+            result = ingest(self.topics, row.topic, row.payload, row.received_at)
+            if not isinstance(result, Accepted):
+                continue  # journaled only after it was accepted: a newer contract refuses it now
+            tel = result.telemetry
+            key = (tel.site, tel.asset)
+            self._ensure_restored(key)
+            seen = self.engine.last_seen(key)
+            if seen is not None and tel.ts <= seen:
+                covered += 1
+                continue
+            try:
+                out = self._process(tel, row.received_at)
+            except Exception as exc:  # as live: one sample must not stop the start
+                _log.error("journal.replay_failed", topic=row.topic[:200], error=f"{type(exc).__name__}: {exc}"[:300],
+                           action="the sample is skipped; report it with the log")
+                continue
+            replayed += 1
+            self._store(ev for ev in out
+                        if not (isinstance(ev, AlertEvent) and known.get(ev.alert_id, -1) >= ev.event_seq))
+        self.outbox.commit()
+        self.metrics.journal_replayed.inc(replayed)
+        _log.info("journal.replayed", samples=replayed, covered_by_checkpoint=covered,
+                  seconds=round(time.perf_counter() - started, 3))
+
     def _reconcile_ledger(self) -> None:
         """Bring every alert track up to the newest event the outbox ledger holds for it."""
         adopted = 0
@@ -757,10 +826,29 @@ class EdgeAgent:
                 return
         if self._round:
             return  # the previous round is still being serialised: its assets stay queued
+        self._mark_round()
         dirty = self.engine.take_dirty()
         if dirty:
             self._round.extend(dirty)
             self._round_started = time.perf_counter()
+        self._round_done()
+
+    def _mark_round(self) -> None:
+        # Every asset that took a journaled sample up to here is dirty now, so it is in this round
+        # (or in one still being written): once all of them are written, those rows are covered.
+        if self.journal is not None:
+            self._round_mark = self.journal.last_id
+
+    def _round_done(self) -> None:
+        """When nothing is left to serialise or write: trim the journal behind the round, time it."""
+        if self._round or self._round_batches:
+            return
+        if self.journal is not None and self._round_mark is not None and not self._round_failed:
+            self.journal.forget_upto(self._round_mark)
+        self._round_mark, self._round_failed = None, False
+        if self._round_started is not None:
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - self._round_started)
+            self._round_started = None
 
     def _checkpoint_slice(self, budget_s: float = _SLICE_S) -> None:
         if self._writer is not None:
@@ -788,18 +876,18 @@ class EdgeAgent:
             self.metrics.checkpoint_failures.labels(operation="save").inc()
             self.engine.mark_dirty(keys)
             self._checkpoint_disk.set(done.error)
-            return
-        self._checkpoint_disk.clear()
-        self.outbox.forget_resolved([(site, asset, mark) for (site, asset), mark in done.items])
-        if not self._round and self._round_batches == 0 and self._round_started is not None:
-            self.metrics.checkpoint_seconds.observe(time.perf_counter() - self._round_started)
-            self._round_started = None
+            self._round_failed = True  # its journal rows stay until a later round writes these assets
+        else:
+            self._checkpoint_disk.clear()
+            self.outbox.forget_resolved([(site, asset, mark) for (site, asset), mark in done.items])
+        self._round_done()
 
     def _save_all(self) -> None:
         """At shutdown: serialise every changed asset now and wait for the writer."""
         if self._checkpoints is None or self._writer is None:
             return
         queued = set(self._round)
+        self._mark_round()
         self._round.extend(k for k in self.engine.take_dirty() if k not in queued)
         if self._round_started is None:
             self._round_started = time.perf_counter()
@@ -809,3 +897,4 @@ class EdgeAgent:
                        "previous checkpoint (minutes of learning lost, no re-warm)")
         for done in self._writer.results():
             self._saved(done)
+        self._round_done()  # nothing was dirty: the journal is covered as it stands

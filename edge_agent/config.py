@@ -61,6 +61,15 @@ class AgentSettings(ServiceSettings):
         300.0, ge=5.0, le=86_400.0,
         description="how often changed assets' model state is checkpointed (alert events are durable at once)",
     )
+    telemetry_journal: bool = Field(
+        True, description="journal acknowledged telemetry until a checkpoint covers it, and replay it after a "
+        "crash (models lose nothing to kill -9 or power loss); false saves one fsync'ed write per loop pass",
+    )
+    journal_max_rows: int = Field(
+        50_000, ge=1_000, le=10_000_000,
+        description="journaled samples that start a checkpoint round before checkpoint_interval_s is up "
+        "(bounds the journal's size and the replay after a crash)",
+    )
     outbox_max_rows: int = Field(
         10_000, ge=100, le=10_000_000, description="bound of the durable outbox; updated/state events drop first"
     )

@@ -47,7 +47,7 @@ milliseconds, 1,000 take about a second on the dev machine and several on an SD 
 DROP_REASONS = ("queue_full", "shutdown")
 """Why inbound telemetry was dropped unprocessed: only QoS 0 (QoS 1 is never acknowledged unprocessed)."""
 
-CONDITIONS = ("backpressure", "outbox_disk", "checkpoint_disk", "publish_refused")
+CONDITIONS = ("backpressure", "outbox_disk", "checkpoint_disk", "journal_disk", "publish_refused")
 """Degraded states the agent reports as ``pdm_agent_degraded{condition}`` and in its gateway status."""
 
 
@@ -136,6 +136,12 @@ class AgentMetrics:
             ["operation"], namespace=ns, registry=r)
         self.checkpoint_assets = Gauge("checkpoint_assets_pending",
                                        "Changed assets not yet in a written checkpoint", namespace=ns, registry=r)
+        self.journal_rows = Gauge(
+            "journal_rows", "Acknowledged telemetry samples no checkpoint covers yet (replayed after a crash)",
+            namespace=ns, registry=r)
+        self.journal_replayed = Counter(
+            "journal_replayed", "Journaled samples replayed into the models at start (after a crash)",
+            namespace=ns, registry=r)
         self.degraded = Gauge("degraded", "1 while a degraded condition holds (see docs/operations.md)",
                               ["condition"], namespace=ns, registry=r)
         self.assets = AssetView()

@@ -88,6 +88,7 @@ class AlertTrack:
     scope: str | None = None  # class default: tracks pickled before scopes existed load as machine tracks
     snoozed_by: str | None = None  # who and which key snoozed (class defaults, for the same reason)
     snoozed_key_id: str | None = None
+    suspect_since: datetime | None = None  # class default: tracks pickled before it existed
 
     def __init__(self, owner: str, policy: TrackPolicy, *, scope: str | None = None) -> None:
         self.owner = owner
@@ -145,14 +146,16 @@ class AlertTrack:
         hits = sum(self.window)
         if anomalous and self.active:
             self.last_seen = now
+        # The suspect phase keeps its start apart from first_seen: a deadline decided just above may
+        # have resolved an alert whose event is built after this returns, with its own first_seen.
         if self.phase is Phase.NORMAL:
             if anomalous:
-                self.phase, self.first_seen = Phase.SUSPECT, now
+                self.phase, self.suspect_since = Phase.SUSPECT, now
         elif self.phase is Phase.SUSPECT:
             if hits >= self.policy.debounce_n and not self._snoozed(now):
                 out.append(self._open(now, summary()))
             elif hits == 0:
-                self.phase, self.first_seen = Phase.NORMAL, None
+                self.phase, self.suspect_since = Phase.NORMAL, None
         elif self.phase is Phase.OPEN:
             out += self._in_open(healthy=healthy, now=now, summary=summary)
         elif self.phase is Phase.RECOVERING:
@@ -162,8 +165,8 @@ class AlertTrack:
         return out
 
     def _open(self, now: datetime, s: Summary) -> Emit:
-        first = self.first_seen or now
-        self.phase = Phase.OPEN
+        first = self.suspect_since or now
+        self.phase, self.suspect_since = Phase.OPEN, None
         self.alert_id = f"{self.owner}:{first.strftime('%Y-%m-%dT%H:%M:%SZ')}:{s.fault}"
         if self.scope is not None:
             self.alert_id += f":{self.scope}"
@@ -223,8 +226,8 @@ class AlertTrack:
         return emit
 
     def finish(self) -> None:
-        """Forget the resolved alert once its last event has been built."""
-        if self.phase is Phase.NORMAL:
+        """Forget the resolved alert once its last event has been built (also if a new suspicion began)."""
+        if not self.active:
             self.alert_id, self.first_seen, self.last_seen, self.last_summary = None, None, None, None
             self.reported = set()
 

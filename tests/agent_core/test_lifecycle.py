@@ -166,3 +166,24 @@ def test_commands_on_a_quiet_track_emit_nothing() -> None:
     f = Feed()
     assert f.track.serviced(f.now) == []
     assert f.track.tick(f.now, lambda: f.summary) == []
+
+
+def test_an_alert_resolved_by_a_deadline_keeps_its_first_seen_when_the_same_sample_is_anomalous() -> None:
+    # The resolve decided at a sample's time comes out of the same step() that may start a new
+    # suspicion; the resolved event is built afterwards from the track, so the new suspicion must
+    # not overwrite its first_seen (it did: "last_seen is before first_seen", the event refused).
+    f = Feed()
+    f.open()
+    first_seen, alert_id = f.track.first_seen, f.track.alert_id
+    f.run(61, anomalous=False)
+    assert f.track.phase is Phase.RECOVERING
+    f.now += timedelta(hours=4)  # the asset sent nothing meanwhile, and nobody ticked
+    out = f.run(1, anomalous=True)
+    assert [e.event for e in out] == [EventType.RESOLVED]
+    assert (f.track.alert_id, f.track.first_seen) == (alert_id, first_seen)
+    assert f.track.last_seen is not None and first_seen is not None and f.track.last_seen >= first_seen
+    f.track.finish()
+    assert f.track.alert_id is None and f.track.phase is Phase.SUSPECT
+    f.run(2, anomalous=True)
+    assert f.track.alert_id is not None and f.track.alert_id != alert_id
+    assert f.track.first_seen == f.now - 2 * MIN  # the new alert starts at its own suspicion
