@@ -29,6 +29,14 @@ newest event: a ``kill -9`` between two checkpoints neither re-opens an alert un
 reuses an ``event_seq``, nor makes a model skip the samples since. Assets the journal does not name
 are restored lazily: on their first message, the others a slice per pass in the background.
 
+Echo. An alert's events are published once more, in order, ``alert_echo_s`` after the broker
+acknowledged its newest one, and again just before any newer event of the same alert (receivers drop
+repeats by ``(alert_id, event_seq)``). Mosquitto 2.0 (Debian's 2.0.11, reproduced in
+tests/chaos/test_broker_faults.py) does not queue messages for a persistent session it restored from
+its persistence file until that client reconnects, although it acknowledges the publish: the events
+published between a broker restart and the cloud bridge's reconnect were lost, and the bridge then
+applied the next one to a ticket that did not exist. Echoes live in memory (bounded), not in the outbox.
+
 No single message stops the agent: an exception while processing a valid message is caught,
 counted and the message dead-lettered as ``processing_failed``.
 """
@@ -36,12 +44,14 @@ counted and the message dead-lettered as ``processing_failed``.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,6 +102,16 @@ _MQTT_STALL_S = 20.0
 """The network thread stamps its heartbeat every 0.5 s, also while backing off; a blocking TCP or TLS
 connect may take paho's 5 s connect timeout. 20 s without a stamp means it is wedged."""
 _MAIN_STALL_S = 30.0
+_ECHO_MAX = 10_000
+"""Alert events waiting for their echo; beyond it the alert whose echo is due first is sent at once."""
+
+
+@dataclass
+class _EchoGroup:
+    """An alert's recently acknowledged events, to publish once more (see the module docstring)."""
+
+    due: float  # monotonic
+    events: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # event_seq -> topic, payload
 
 RELOADABLE = frozenset({"detection", "status_interval_s", "checkpoint_interval_s", "log"})
 """Settings a SIGHUP applies in place; everything else (broker, names, state_dir …) needs a restart."""
@@ -161,6 +181,8 @@ class EdgeAgent:
         self._in_flight: dict[int, int] = {}  # MQTT mid -> outbox id
         self._cursor = 0  # outbox ids up to here were handed to the broker on this connection
         self._retry_at: dict[int, float] = {}  # refused outbox id -> monotonic time to try again
+        self._echo_of: dict[int, tuple[str, int, str, bytes]] = {}  # outbox id -> alert id, seq, topic, payload
+        self._echoes: dict[str, _EchoGroup] = {}  # alert id -> its events to publish once more
         self._event_time: datetime | None = None
         self._status_topic = self.topics.gateway_status(settings.site, settings.gateway)
         self._config_hash = config_hash(settings)
@@ -639,9 +661,11 @@ class EdgeAgent:
             except queue.Empty:
                 break
             row = self._in_flight.pop(mid, None)
-            if row is not None:  # None: an ack for a status publish or for a copy sent before a reconnect
+            if row is not None:  # None: an ack for a status publish, an echo or a copy sent before a reconnect
                 self.outbox.ack(row)
                 self._retry_at.pop(row, None)
+                if (echo := self._echo_of.pop(row, None)) is not None:
+                    self._remember_echo(*echo)
         while True:
             try:
                 mid, reason = self._refusals.get_nowait()
@@ -660,9 +684,11 @@ class EdgeAgent:
             # Receivers drop repeats by (alert_id, event_seq); retained state is idempotent.
             self._reconnected.clear()
             self._in_flight.clear()
+            self._echo_of.clear()
             self._cursor = 0
         if not self.mqtt.is_connected:
             return
+        self._send_echoes()
         room = self.settings.publish_window - len(self._in_flight)
         if room <= 0:
             return
@@ -674,11 +700,50 @@ class EdgeAgent:
             self._cursor = item.id
             if item.id in self._retry_at:
                 continue  # refused recently; _retry_refused sends it when due
+            ref = self._alert_ref(item.payload) if item.kind != "state" and self.settings.alert_echo_s > 0 else None
             try:
+                # The alert's earlier events first: if the broker dropped them, the receiver gets them in order.
+                if ref is not None and ref[0] in self._echoes and not self._echo(self._echoes[ref[0]]):
+                    return
                 mid = self.mqtt.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
             except MqttNotConnected:
                 return
             self._in_flight[mid] = item.id
+            if ref is not None:
+                self._echo_of[item.id] = (*ref, item.topic, item.payload)
+
+    @staticmethod
+    def _alert_ref(payload: bytes) -> tuple[str, int] | None:
+        try:
+            body = json.loads(payload)
+            return str(body["alert_id"]), int(body["event_seq"])
+        except (ValueError, KeyError, TypeError):
+            return None  # not an alert event: nothing to echo
+
+    def _remember_echo(self, alert_id: str, seq: int, topic: str, payload: bytes) -> None:
+        group = self._echoes.setdefault(alert_id, _EchoGroup(0.0))
+        group.events[seq] = (topic, payload)
+        group.due = time.monotonic() + self.settings.alert_echo_s
+        if sum(len(g.events) for g in self._echoes.values()) > _ECHO_MAX:
+            first = min(self._echoes, key=lambda a: self._echoes[a].due)
+            self._echo(self._echoes.pop(first))  # sent early (or, offline, given up): the bound holds
+
+    def _echo(self, group: _EchoGroup) -> bool:
+        """Publish an alert's remembered events in order (QoS 1, untracked); False when offline."""
+        try:
+            for seq in sorted(group.events):
+                self.mqtt.publish(*group.events[seq], qos=1)
+        except MqttNotConnected:
+            return False
+        return True
+
+    def _send_echoes(self) -> None:
+        """Publish the alerts whose echo is due, and forget them."""
+        now = time.monotonic()
+        for alert_id in [a for a, g in self._echoes.items() if g.due <= now]:
+            if not self._echo(self._echoes[alert_id]):
+                return  # due still: sent after the reconnect
+            del self._echoes[alert_id]
 
     def _retry_refused(self, room: int) -> int:
         now = time.monotonic()

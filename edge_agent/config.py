@@ -70,6 +70,12 @@ class AgentSettings(ServiceSettings):
         description="journaled samples that start a checkpoint round before checkpoint_interval_s is up "
         "(bounds the journal's size and the replay after a crash)",
     )
+    alert_echo_s: float = Field(
+        120.0, ge=0.0, le=3600.0,
+        description="publish every alert event once more this long after the broker acknowledged it (0: never); "
+        "covers Mosquitto 2.0 dropping what arrives for a restored session before its client reconnects; keep it "
+        "above the cloud bridge's mqtt.reconnect_max_s",
+    )
     outbox_max_rows: int = Field(
         10_000, ge=100, le=10_000_000, description="bound of the durable outbox; updated/state events drop first"
     )

@@ -242,7 +242,7 @@ class DetectionEngine:
             # whether or not a tick fell inside the gap.
             det.silence()
         was_warm = det.warmup_progress(now.timestamp()) >= 1.0
-        verdict = det.observe(tel.metrics, now.timestamp(), alert_active=a.machine.engaged)
+        verdict = det.observe(tel.metrics, now.timestamp(), alert_active=a.machine.engaged, seq=tel.seq)
         if verdict.skipped is not None:
             self.counters.skipped[verdict.skipped] += 1
             return []

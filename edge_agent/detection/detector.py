@@ -63,7 +63,9 @@ _VOTE_HALFLIFE_S = 12 * 3600.0
 _REANCHOR_SAMPLES = 10
 """Samples in a row older than the asset's last, moving forward among themselves, that mean the
 asset's clock was stepped back (NTP correcting a PLC): the new timeline is accepted. Fewer are a
-replayed backlog or a duplicate and are skipped."""
+duplicate or a short replay and are skipped. A sample whose ``seq`` is not past the newest one's is
+a replay whatever its length (a broker restarted from its persistence file redelivers hundreds per
+asset): it never counts towards a step, since a stepped clock leaves the asset's counter running."""
 
 _COUPLED_MIN = 3
 """With fewer measured channels than this there is no "one channel alone" to tell a sensor from the machine."""
@@ -138,6 +140,8 @@ class AssetDetector:
         seed: the model's seed (same seed, same scores).
     """
 
+    _last_seq: int | None = None  # class default: detectors pickled before it existed have none
+
     def __init__(self, plan: KindPlan, settings: DetectionSettings, *, detector: str = "regime", seed: int = 0) -> None:
         self.plan = plan
         self.detector_name = detector
@@ -184,6 +188,7 @@ class AssetDetector:
         self.context: dict[str, float] = {}
         self.sensors: dict[str, SensorStatus] = {}
         self._last_t: float | None = None
+        self._last_seq: int | None = None
         self._back_run = 0
         self._back_last: float | None = None
         self._gap_pending = False
@@ -198,18 +203,23 @@ class AssetDetector:
         self._last_ev: Evidence | None = None
 
     # --- per sample ----------------------------------------------------------------------------------
-    def observe(self, metrics: Mapping[str, MetricValue], t: float, *, alert_active: bool) -> Assessment:
+    def observe(self, metrics: Mapping[str, MetricValue], t: float, *, alert_active: bool,
+                seq: int | None = None) -> Assessment:
         """Judge one sample and learn from it if it looks healthy.
 
         Args:
             metrics: the sample's metrics (numbers, operating flags, None for an absent sensor).
             t: the sample's time, epoch seconds; the detector never reads a clock.
             alert_active: a machine alert is suspect or open, so learning stays frozen.
+            seq: the asset's sample counter (``Telemetry.seq``), when it has one: tells a replay
+                of samples already seen from a clock that stepped back.
         """
         gap, clock_step = self._gap_pending, False
         last = self._last_t
         if last is not None:
             if t <= last:
+                if seq is not None and self._last_seq is not None and seq <= self._last_seq:
+                    return self._skip("duplicate" if t == last else "stale")
                 step = self._stepped_back(t)
                 if step is None:
                     return self._skip("duplicate" if t == last else "stale")
@@ -219,7 +229,7 @@ class AssetDetector:
                 if t - last > self.gap_after_s():
                     gap = True
         self._gap_pending = False
-        self._last_t = t
+        self._last_t, self._last_seq = t, seq
         dt = self.clock.tick(t, gap=gap)
         readings, refused = self._admit(metrics)
         numeric = {k: v for k, v in readings.items() if v is not None}

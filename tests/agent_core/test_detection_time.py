@@ -54,6 +54,21 @@ def test_a_clock_stepped_back_for_good_is_a_new_timeline() -> None:
     assert det.problems() == [] and 0.0 <= det.warmup_progress(back[-1][1]) <= 1.0
 
 
+def test_a_replay_of_samples_already_seen_is_skipped_however_long() -> None:
+    # A broker restarted from its persistence file redelivered ~400 samples per asset that the agent
+    # had processed: taken for a clock step, they were learned again and moved alert openings.
+    det = AssetDetector(PLAN, SETTINGS, seed=1)
+    stream = list(rig(30))
+    for n, (x, t) in enumerate(stream):
+        det.observe(x, t, alert_active=False, seq=n)
+    replay = [det.observe(x, t, alert_active=False, seq=n) for n, (x, t) in enumerate(stream[-400:], len(stream) - 400)]
+    assert {v.skipped for v in replay} == {"stale", "duplicate"} and not any(v.clock_step for v in replay)
+    # The same old times with the counter running on: the asset's clock stepped back, a new timeline.
+    stepped = [det.observe(x, t, alert_active=False, seq=len(stream) + n)
+               for n, (x, t) in enumerate(stream[-20:])]
+    assert [v.skipped for v in stepped[:9]] == ["stale"] * 9 and stepped[9].clock_step
+
+
 def test_silence_gaps_and_restarts_are_not_sensor_faults() -> None:
     engine = new_engine()
     stream = HeatPumpStream()

@@ -56,7 +56,7 @@ pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("PDM_CHAOS_SEED", "20260105"))
 KILLS = int(os.environ.get("PDM_CHAOS_KILLS", "20"))
-WRITE_POINT_WAIT_S = 1.5
+WRITE_POINT_WAIT_S = 3.0
 """How long a start planned to die at its N-th sync may run before it is killed anyway (then counted
 as a timed kill): the bridge syncs only while alerts arrive."""
 WRITE_POINTS = {"agent": "outbox.sqlite3", "bridge": "bridge-outbox.db"}
