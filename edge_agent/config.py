@@ -63,7 +63,7 @@ class AgentSettings(ServiceSettings):
     )
     telemetry_journal: bool = Field(
         True, description="journal acknowledged telemetry until a checkpoint covers it, and replay it after a "
-        "crash (models lose nothing to kill -9 or power loss); false saves one fsync'ed write per loop pass",
+        "crash (models lose nothing to kill -9); false saves one write per loop pass",
     )
     journal_max_rows: int = Field(
         50_000, ge=1_000, le=10_000_000,

@@ -267,7 +267,10 @@ class Outbox:
             return
         self._count -= deleted
         self._acked.clear()
-        self._recovered()
+        if deleted:
+            # A transaction that changed nothing wrote nothing: it proves nothing about the disk
+            # (a read-only state directory "recovered" that way between two failed writes).
+            self._recovered()
 
     def alerts(self) -> list[AlertRecord]:
         """The newest event of every alert in the ledger, oldest first."""
@@ -428,7 +431,7 @@ class Outbox:
 
     def _retry(self) -> None:
         now = time.monotonic()
-        if not (self._held or self._db is None) or now < self._retry_at:
+        if not (self._held or self._db is None or self._error is not None) or now < self._retry_at:
             return
         self._retry_at = now + _RETRY_S
         if self._db is None:
@@ -436,6 +439,20 @@ class Outbox:
         if self._db is not None and self._held and self._write(self._held):
             _log.info("outbox.memory_written", events=len(self._held))
             self._held, self._held_bytes = [], 0
+        elif self._db is not None and not self._held and self._error is not None and self._probe():
+            self._recovered()  # nothing waits to be written, and the disk takes writes again
+
+    def _probe(self) -> bool:
+        """One real write (the header's user_version, rewritten as it is): does the disk take writes?"""
+        assert self._db is not None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            return False
+        return True
 
     def _report_drops(self, drops: dict[str, int], where: str) -> None:
         for kind, n in drops.items():
