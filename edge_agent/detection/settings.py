@@ -57,8 +57,13 @@ class DetectionSettings(BaseModel):
     threshold_quantile: float = Field(
         0.99, gt=0.5, lt=1.0, description="quantile of the warm-up's own evidence that also bounds the thresholds"
     )
+    # 4.0 chosen on the development splits only (2026-12-02): on the simulator's development seeds
+    # margin 1.5 -> 4.0 took false alarms per asset-month from 3.75 to 0.75 (healthy winter) and 3.3
+    # to 0.89 (operating changes) while machine faults caught >= 24 h ahead rose 0.71 -> 0.88 (an
+    # alert opened by noise no longer sits on the asset when the fault starts); C-MAPSS dev split
+    # unchanged (the 8-sigma floor decides there). docs/detection.md has the held-out figures.
     threshold_margin: float = Field(
-        1.5, ge=1.0, description="thresholds are at least margin x that quantile (heavy-tailed channels)"
+        4.0, ge=1.0, description="thresholds are at least margin x that quantile (heavy-tailed channels)"
     )
     hysteresis: float = Field(0.6, gt=0, lt=1.0, description="an alert counts as healthy below this x threshold")
 
