@@ -3,7 +3,8 @@
 One loop thread leases at most as many events as there are free workers, skipping desks whose
 circuit is open; a fixed thread pool performs the HTTP calls. Every outcome goes back to the outbox:
 2xx → complete (ticket reference and promise remembered), retryable → rescheduled with full-jitter
-backoff honouring ``Retry-After`` (dead-lettered as ``exhausted`` after ``max_attempts``), permanent
+backoff honouring ``Retry-After``, which also holds every other event of that desk until then (a
+rate limit is the account's; dead-lettered as ``exhausted`` after ``max_attempts``), permanent
 → dead-lettered with the reason; a desk configuration problem (its TLS certificate not trusted) →
 logged once with the fix, the desk's circuit held open for ``retry.config_error_open_s`` and the event
 rescheduled without counting an attempt, so nothing is lost or exhausted while the operator fixes it.
@@ -115,6 +116,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._circuits = {name: CircuitBreaker(retry.circuit_failures, retry.circuit_open_s) for name in adapters}
         self._config_held_until: dict[str, float] = {}
+        self._rate_held_until: dict[str, float] = {}  # desk -> until when its Retry-After asks for quiet
         self._inflight = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -165,7 +167,8 @@ class Dispatcher:
     def _open_circuits(self, now: float) -> list[str]:
         with self._lock:
             return [name for name, cb in self._circuits.items()
-                    if cb.blocks(now) or self._config_held_until.get(name, 0.0) > now]
+                    if cb.blocks(now) or self._config_held_until.get(name, 0.0) > now
+                    or self._rate_held_until.get(name, 0.0) > now]
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -229,7 +232,13 @@ class Dispatcher:
                                      now=now)
             return
         with self._lock:
-            allowed = self._circuits[event.desk].allow(now)
+            held = self._rate_held_until.get(event.desk, 0.0)
+            allowed = held <= now and self._circuits[event.desk].allow(now)
+        if held > now:
+            # Leased just before the desk asked for quiet: wait with the others.
+            self._outbox.reschedule(event, owner=self._owner, next_attempt_at=held, error="desk rate limit",
+                                    count=False)
+            return
         if not allowed:
             # Leased in the same batch as the circuit's trial call: give it back untouched.
             self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + self._retry.circuit_open_s,
@@ -319,6 +328,11 @@ class Dispatcher:
         retry_after = exc.retry_after_s if isinstance(exc, RetryableDeliveryError) else None
         if retry_after is not None:
             retry_after = min(retry_after, self._retry.max_retry_after_s)
+            # A desk's rate limit is its account's, not this event's (Zendesk, Jira and ServiceNow
+            # document Retry-After as "wait before making new requests"): the whole desk waits.
+            with self._lock:
+                self._rate_held_until[event.desk] = max(self._rate_held_until.get(event.desk, 0.0),
+                                                        now + retry_after)
         delay = self._backoff.delay(event.attempts, self._rng, retry_after_s=retry_after)
         stats.retried += 1
         self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + delay, error=str(exc)[:500],
