@@ -489,6 +489,14 @@ def metric(port: int, name: str, labels: str = "") -> float | None:
     return None
 
 
+def agent_drained(port: int) -> bool:
+    """The agent's outbox is empty and no telemetry arrived for half a second (its backlog is worked off)."""
+    before = metric(port, "pdm_agent_messages_received_total", 'channel="telemetry"')
+    wait_until(lambda: False, 0.5)
+    after = metric(port, "pdm_agent_messages_received_total", 'channel="telemetry"')
+    return before == after and metric(port, "pdm_agent_outbox_depth") == 0.0
+
+
 def metrics_text(port: int) -> str:
     """The whole Prometheus exposition of a local endpoint ('' when unreachable)."""
     try:

@@ -37,6 +37,7 @@ from tests.rig import (
     Sensors,
     Service,
     agent_config,
+    agent_drained,
     bridge_config,
     check_tickets,
     fleet_messages,
@@ -56,13 +57,6 @@ RECONNECT_S = 60.0
 ECHO_S = 10.0
 """The agent's ``alert_echo_s`` here: above the rig's bridge reconnect delay, as the default (120 s) is
 above the shipped one (60 s)."""
-
-
-def _drained(port: int) -> bool:
-    before = metric(port, "pdm_agent_messages_received_total", 'channel="telemetry"')
-    wait_until(lambda: False, 0.5)
-    after = metric(port, "pdm_agent_messages_received_total", 'channel="telemetry"')
-    return before == after and metric(port, "pdm_agent_outbox_depth") == 0.0
 
 
 def test_a_broker_outage_loses_no_sample_and_no_ticket_and_adds_none(rig: Rig) -> None:
@@ -86,7 +80,7 @@ def test_a_broker_outage_loses_no_sample_and_no_ticket_and_adds_none(rig: Rig) -
         assert wait_until(lambda: metric(agent_port, "pdm_agent_mqtt_connected") == 1.0, RECONNECT_S), \
             agent.log()[-3000:]
         sensors.send(messages[first:], timeout_s=RECONNECT_S)
-    assert wait_until(lambda: _drained(agent_port), 120), agent.log()[-3000:]
+    assert wait_until(lambda: agent_drained(agent_port), 120), agent.log()[-3000:]
     wait_until(lambda: check_tickets(rig.desk.tickets("webhook"), reference).ok, RECONNECT_S + ECHO_S)
     report = check_tickets(rig.desk.tickets("webhook"), reference)
     valid = metric(agent_port, "pdm_agent_messages_valid_total", 'channel="telemetry"') or 0.0

@@ -33,6 +33,7 @@ from tests.rig import (
     Service,
     Watcher,
     agent_config,
+    agent_drained,
     bridge_config,
     check_tickets,
     dump_toml,
@@ -62,13 +63,6 @@ def _bridge(rig: Rig, desk_url: str | None = None) -> tuple[Service, Path, int]:
     bridge = Service.bridge(cfg, rig.workdir).start()
     bridge.wait_ready()
     return bridge, cfg, port
-
-
-def _drained(port: int) -> bool:
-    before = metric(port, "pdm_agent_messages_received_total", 'channel="telemetry"')
-    wait_until(lambda: False, 0.5)
-    after = metric(port, "pdm_agent_messages_received_total", 'channel="telemetry"')
-    return before == after and metric(port, "pdm_agent_outbox_depth") == 0.0
 
 
 def _accepted(port: int) -> float:
@@ -124,7 +118,7 @@ def test_a_400_digit_metric_is_dead_lettered_and_the_agent_carries_on(rig: Rig) 
     with Watcher(rig.broker.settings("svc.ops"), "pdm/v1/+/+/deadletter") as watcher, \
             Sensors(rig.broker.settings("sensors.oslo-north")) as sensors:
         sensors.send([*messages[:10], (messages[10][0], json.dumps(poison).encode()), *messages[11:]])
-        assert wait_until(lambda: _drained(port), 60)
+        assert wait_until(lambda: agent_drained(port), 60)
         assert wait_until(lambda: len(watcher.dead_letters()) == 1, 10)
         letter = watcher.dead_letters()[0]
     assert letter["reason"] == "invalid_field" and "magnitude" in letter["detail"]
@@ -140,15 +134,15 @@ def test_clock_step_back_leaves_the_agent_running_and_restartable(rig: Rig) -> N
     stepped = [(topic, _shift(payload, -3 * 86_400_000)) for topic, payload in later]
     with Sensors(rig.broker.settings("sensors.oslo-north")) as sensors:
         sensors.send(messages)
-        assert wait_until(lambda: _drained(port), 60)
+        assert wait_until(lambda: agent_drained(port), 60)
         sensors.send(stepped)  # NTP corrects the PLCs' clocks three days back
-        assert wait_until(lambda: not agent.alive or _drained(port), 60)
+        assert wait_until(lambda: not agent.alive or agent_drained(port), 60)
         assert agent.alive, agent.log()[-3000:]
         assert agent.stop() == 0
         for _ in range(3):
             agent.start().wait_ready()
             sensors.send(stepped[:50])
-            assert wait_until(lambda: _drained(port), 60)
+            assert wait_until(lambda: agent_drained(port), 60)
             assert agent.alive and agent.stop() == 0
     assert agent.tracebacks() == 0
 
@@ -178,7 +172,7 @@ def test_gaps_by_night_and_by_day_add_no_ticket(rig: Rig) -> None:
     with Watcher(rig.broker.settings("svc.cloud-bridge"), "pdm/v1/+/+/alert") as watcher, \
             Sensors(rig.broker.settings("sensors.oslo-north")) as sensors:
         sensors.send(gapped)
-        assert wait_until(lambda: _drained(port), 60)
+        assert wait_until(lambda: agent_drained(port), 60)
         published = expected_histories(watcher.alerts())
     assert agent.stop() == 0
     with_gaps, without = per_asset(published), per_asset(fleet_reference(20260105))
