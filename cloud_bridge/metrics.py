@@ -96,6 +96,7 @@ class BridgeMetrics:
         self.desk_oldest_age = Gauge("outbox_desk_oldest_age_seconds", "Age of the oldest waiting event, per desk "
                                      "(0 when none)", ["desk"], namespace=ns, registry=r)
         self.dead_letters = Gauge("outbox_dead_letters", "Events in the dead-letter table", namespace=ns, registry=r)
+        self._dropped_seen = 0
         self.refused_kept = Gauge("outbox_refused", "Refused messages kept in the outbox", namespace=ns, registry=r)
         self.salvaged = Counter("outbox_salvaged_rows", "Rows read back from a corrupt outbox file, by table",
                                 ["table"], namespace=ns, registry=r)
@@ -139,6 +140,10 @@ class BridgeMetrics:
             self.desk_oldest_age.labels(desk=desk).set(age)
         self.dead_letters.set(stats.dead_letters)
         self.refused_kept.set(stats.refused)
+        # The outbox keeps the running total; the counter follows it (only ``updated`` is ever dropped).
+        if stats.dropped > self._dropped_seen:
+            self.outbox.dropped.labels(event="updated").inc(stats.dropped - self._dropped_seen)
+            self._dropped_seen = stats.dropped
 
     def observe_salvage(self, report: SalvageReport) -> None:
         """Count a corrupt outbox file and what was salvaged from it and lost."""

@@ -229,6 +229,8 @@ class OutboxStats:
     refused: int = 0
     per_desk: dict[str, tuple[int, float]] = field(default_factory=dict)
     """Queued events and the oldest's age, per desk."""
+    dropped: int = 0
+    """``updated`` events this process dropped at the bound (a running total)."""
 
 
 class _Conn(Protocol):
@@ -791,7 +793,7 @@ class Outbox:
         depth = sum(n for n, _ in per_desk.values())
         oldest_age = max((age for _, age in per_desk.values()), default=0.0)
         return OutboxStats(depth=depth, oldest_age_s=oldest_age, dead_letters=int(dead), refused=int(refused),
-                           per_desk=per_desk)
+                           per_desk=per_desk, dropped=self.dropped)
 
     def refuse(self, *, topic: str, reason: str, detail: str, payload: bytes, now: float) -> None:
         """Keep a message intake refused, with the reason (bounded: the oldest go first)."""

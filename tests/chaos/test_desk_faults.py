@@ -103,3 +103,39 @@ def test_a_desk_down_for_hours_loses_and_dead_letters_nothing(rig: Rig) -> None:
     assert bridge.stop() == 0 and bridge.tracebacks() == 0
     assert dead == 0.0, f"{dead} events dead-lettered during a {OUTAGE_H} h outage"
     assert report.ok, report
+
+
+def test_an_outage_past_the_outbox_bound_drops_updates_only_and_keeps_each_alerts_order(rig: Rig) -> None:
+    # 8 alerts x (opened, 3 updates, resolved) = 40 events into an outbox bounded at 20 while the
+    # desk is down: the policy (DESIGN.md §4) drops the oldest updates, never an opening or a resolve.
+    rig.desk.set_faults(rate_5xx=1.0)
+    cfg, port = bridge_config(rig.workdir, rig.broker, rig.keys, rig.desk.url,
+                              outbox={"path": str(rig.workdir / "bridge-outbox.db"), "lease_s": 10.0, "max_events": 20},
+                              retry={"base_s": 0.05, "cap_s": 1.0, "circuit_open_s": 0.1})
+    bridge = Service.bridge(cfg, rig.workdir).start()
+    bridge.wait_ready()
+    events: list[AlertEvent] = []
+    for seq in range(1, 6):
+        for i in range(8):
+            over: dict[str, Any] = {"event": "resolved", "status": "resolved"} if seq == 5 else {}
+            events.append(alert(seq, alert_id=f"hp-b{i:03d}:2026-01-14T03:10:00Z:refrigerant_leak", **over))
+    _publish(rig, events)
+    assert wait_until(lambda: metric(port, "pdm_bridge_alert_outcomes_total", 'outcome="accepted"') == 40.0, 30)
+    rig.desk.set_faults(rate_5xx=0.0)
+    wanted = _expected(events)
+
+    def delivered() -> dict[str, list[int]]:
+        return {str(t["dedup_key"]): [int(h["body"]["event_seq"]) for h in t["history"] if "event_seq" in h["body"]]
+                for t in rig.desk.tickets("webhook")}
+
+    assert wait_until(lambda: all(h[-1:] == [5] for h in delivered().values()) and len(delivered()) == 8, 60)
+    got = delivered()
+    wait_until(lambda: metric(port, "pdm_bridge_outbox_dropped_total", 'event="updated"') is not None, 10)
+    dropped = metric(port, "pdm_bridge_outbox_dropped_total", 'event="updated"')
+    assert bridge.stop() == 0 and bridge.tracebacks() == 0
+    assert set(got) == set(wanted), "an alert without its ticket"
+    for alert_id, history in got.items():
+        assert history[0] == 1 and history[-1] == 5, f"{alert_id}: opening or resolve lost: {history}"
+        assert history == sorted(set(history)), f"{alert_id}: out of order or twice: {history}"
+    missing = sum(5 - len(h) for h in got.values())
+    assert missing == 20 and dropped == 20.0, f"{missing} events missing at the desk, {dropped} counted as dropped"
