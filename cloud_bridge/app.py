@@ -196,8 +196,11 @@ class BridgeApp:
     def start(self) -> None:
         """Reclaim this replica's leases, start delivering, then start consuming from MQTT."""
         released = self.outbox.release_owner(self.settings.replica_id)
+        # A restart is how a desk's configuration gets fixed: what waited out a configuration
+        # problem (an untrusted certificate) is tried at once, not after config_error_open_s.
+        unheld = self.outbox.release_config_holds(self._clock())
         _log.info("bridge.starting", replica=self.settings.replica_id, outbox=self.outbox.backend,
-                  desks=sorted(self.adapters), released_leases=released)
+                  desks=sorted(self.adapters), released_leases=released, released_config_holds=unheld)
         self.dispatcher.start()
         self._sla_thread = threading.Thread(target=self._sla_loop, name="bridge-sla", daemon=True)
         self._sla_thread.start()

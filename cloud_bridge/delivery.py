@@ -7,7 +7,8 @@ backoff honouring ``Retry-After``, which also holds every other event of that de
 rate limit is the account's; dead-lettered as ``exhausted`` after ``max_attempts``), permanent
 → dead-lettered with the reason; a desk configuration problem (its TLS certificate not trusted) →
 logged once with the fix, the desk's circuit held open for ``retry.config_error_open_s`` and the event
-rescheduled without counting an attempt, so nothing is lost or exhausted while the operator fixes it.
+rescheduled without counting an attempt, so nothing is lost or exhausted while the operator fixes it
+(the restart that brings the fix makes those events due at once: ``Outbox.release_config_holds``).
 Decisions (backoff, circuit) are the pure parts in
 ``pdm_common.backoff`` and ``cloud_bridge.circuit``; this module only wires them to the I/O.
 
@@ -37,7 +38,7 @@ from cloud_bridge.errors import (
     PermanentDeliveryError,
     RetryableDeliveryError,
 )
-from cloud_bridge.outbox import LeasedEvent, Outbox
+from cloud_bridge.outbox import CONFIG_HOLD, LeasedEvent, Outbox
 from cloud_bridge.plot import PlotMarks, render_plot
 from cloud_bridge.ticket import AlertHistory, Ticket, TicketAction
 from pdm_common.backoff import Backoff
@@ -307,8 +308,8 @@ class Dispatcher:
         if first:
             _log.error("desk.config_error", desk=event.desk, reason=exc.reason, error=exc.detail[:300],
                        retry_in_s=hold, action=exc.fix)
-        self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + hold, error=str(exc)[:500],
-                                count=False)
+        self._outbox.reschedule(event, owner=self._owner, next_attempt_at=now + hold,
+                                error=f"{CONFIG_HOLD}{exc}"[:500], count=False)
 
     def _failed(self, event: LeasedEvent, exc: DeliveryError, stats: DeskStats) -> None:
         now = self._clock()

@@ -50,6 +50,7 @@ from pdm_common.errors import ContractError
 from pdm_common.logs import get_logger
 
 __all__ = [
+    "CONFIG_HOLD",
     "DeadLetterRow",
     "DeskState",
     "EnqueueResult",
@@ -217,6 +218,10 @@ class DeadLetterRow:
     reason: str
     attempts: int
     failed_at: float
+
+
+CONFIG_HOLD = "config: "
+"""How ``last_error`` begins for an event held for a desk configuration problem (not a failed attempt)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -774,6 +779,13 @@ class Outbox:
             c.execute("DELETE FROM events WHERE id = ?", (event.id,))
 
         self._db.run(op)
+
+    def release_config_holds(self, now: float) -> int:
+        """Make due now every event waiting out a desk configuration problem (a start may bring the fix)."""
+        return self._db.run(lambda c: int(c.execute(
+            "UPDATE events SET next_attempt_at = ? WHERE next_attempt_at > ? AND last_error LIKE ?",
+            (now, now, CONFIG_HOLD + "%"),
+        ).rowcount))
 
     def release_owner(self, owner: str) -> int:
         """Release every lease held by ``owner`` (a restarted replica reclaims its work at once)."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cloud_bridge.errors import OutboxDataError, OutboxError, OutboxFullError
-from cloud_bridge.outbox import EnqueueResult, Outbox, open_postgres, open_sqlite
+from cloud_bridge.outbox import CONFIG_HOLD, EnqueueResult, Outbox, open_postgres, open_sqlite
 from tests.bridge.samples import alert
 from tests.waiting import wait_until
 
@@ -83,6 +83,18 @@ def test_expired_lease_is_taken_over_and_restart_releases_own_leases(make_outbox
     assert len(box.lease(owner="b", now=12.0, lease_s=10, limit=5)) == 1
     assert box.release_owner("b") == 1
     assert len(box.lease(owner="a", now=12.5, lease_s=10, limit=5)) == 1
+
+
+def test_a_start_makes_events_held_for_a_desk_configuration_problem_due(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox()
+    box.enqueue(alert(1), desk="main", now=0.0)
+    box.enqueue(alert(1, alert_id="hp-0043:2026-01-14T03:10:00Z:refrigerant_leak"), desk="main", now=0.0)
+    held, backed_off = box.lease(owner="a", now=1.0, lease_s=10, limit=5)
+    box.reschedule(held, owner="a", next_attempt_at=301.0, error=f"{CONFIG_HOLD}tls_verify_failed", count=False)
+    box.reschedule(backed_off, owner="a", next_attempt_at=301.0, error="http_503", count=True)
+    assert box.release_config_holds(2.0) == 1  # only the configuration hold, not the backoff
+    [due] = box.lease(owner="a", now=2.0, lease_s=10, limit=5)
+    assert due.alert.alert_id == held.alert.alert_id
 
 
 def test_dead_letter_retry_and_purge(make_outbox) -> None:  # type: ignore[no-untyped-def]

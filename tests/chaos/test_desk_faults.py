@@ -15,12 +15,17 @@ times out, and a desk that is down for hours, with signed alert events arriving 
 from __future__ import annotations
 
 import os
+import ssl
+import subprocess
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pdm_common.contracts import AlertEvent
+from simulators.desk.auth import DeskCredentials
+from simulators.desk.server import DeskSimulator
 from tests.bridge.samples import alert
 from tests.rig import Sensors, Service, bridge_config, check_tickets, metric
 from tests.rig_fixtures import Rig
@@ -139,3 +144,40 @@ def test_an_outage_past_the_outbox_bound_drops_updates_only_and_keeps_each_alert
         assert history == sorted(set(history)), f"{alert_id}: out of order or twice: {history}"
     missing = sum(5 - len(h) for h in got.values())
     assert missing == 20 and dropped == 20.0, f"{missing} events missing at the desk, {dropped} counted as dropped"
+
+
+def test_an_untrusted_desk_certificate_holds_events_until_the_ca_is_configured(rig: Rig, tmp_path: Path) -> None:
+    # The desk's certificate is self-signed and the bridge does not trust it: a configuration problem,
+    # named once with the fix, the events kept (not retried into exhaustion, not dead-lettered); with
+    # the CA configured and the bridge restarted, every event lands once, in order.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    with DeskSimulator(port=0, tls=context, credentials=DeskCredentials(webhook_secret=rig.keys.webhook)) as desk:
+
+        def start(**desk_over: Any) -> tuple[Service, int]:
+            main = {"kind": "webhook", "base_url": desk.url, "path": "/webhook", "timeout_s": 2.0,
+                    "hmac_secret_file": str(rig.keys.file("webhook")), **desk_over}
+            cfg, port = bridge_config(rig.workdir, rig.broker, rig.keys, desk.url, desks={"main": main})
+            bridge = Service.bridge(cfg, rig.workdir).start()
+            bridge.wait_ready()
+            return bridge, port
+
+        bridge, port = start()
+        events = _events(4, "t")
+        _publish(rig, events)
+        assert wait_until(lambda: "event=desk.config_error" in bridge.current_log(), 30), bridge.current_log()[-3000:]
+        # The outbox gauges are refreshed every 5 s.
+        wait_until(lambda: metric(port, "pdm_bridge_outbox_depth") == float(len(events)), 15)
+        held = metric(port, "pdm_bridge_outbox_depth")
+        dead = metric(port, "pdm_bridge_outbox_dead_letters")
+        assert bridge.stop() == 0 and bridge.tracebacks() == 0
+        assert desk.tickets("webhook") == [] and dead == 0.0 and held == float(len(events)), (held, dead)
+        assert "ca_file" in bridge.log(), "the log does not name the fix"
+        bridge, _ = start(ca_file=str(tmp_path / "c.pem"))
+        expected = _expected(events)
+        assert wait_until(lambda: check_tickets(desk.tickets("webhook"), expected).ok, 60), \
+            check_tickets(desk.tickets("webhook"), expected)
+        assert bridge.stop() == 0 and bridge.tracebacks() == 0
