@@ -359,9 +359,12 @@ class Outbox:
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            superseded = 0
+            superseded_ids: list[int] = []
             for topic in {h.entry.topic for h in rows if h.entry.kind == "state"}:
-                superseded += db.execute("DELETE FROM outbox WHERE kind = 'state' AND topic = ?", (topic,)).rowcount
+                superseded_ids += [int(r[0]) for r in db.execute(
+                    "SELECT id FROM outbox WHERE kind = 'state' AND topic = ?", (topic,)).fetchall()]
+                db.execute("DELETE FROM outbox WHERE kind = 'state' AND topic = ?", (topic,))
+            superseded = len(superseded_ids)
             db.executemany(
                 "INSERT INTO outbox (id, topic, payload, qos, retain, kind, created_at, alert_id, event_seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -387,6 +390,9 @@ class Outbox:
             self._failed("write", exc)
             return False
         self._count = count - sum(drops.values())
+        # A superseded row may have been acknowledged already (its delete waits for commit()): it is
+        # gone now, so it must not be subtracted a second time (len() went negative in a test).
+        self._acked.difference_update(superseded_ids)
         self._report_drops(drops, "disk")
         self._recovered()
         return True

@@ -71,6 +71,17 @@ def test_new_state_supersedes_older_state_of_the_same_topic(tmp_path: Path) -> N
     assert sum(box.dropped.values()) == 0
 
 
+def test_a_state_acknowledged_then_superseded_before_the_commit_is_counted_once(tmp_path: Path) -> None:
+    # The PUBACK's delete waits for commit(); a newer state of the same topic deletes the row first.
+    box = Outbox(tmp_path / "outbox.db", max_rows=100)
+    [first] = box.put_many([entry("state", 1, "t/a/state")])
+    box.ack(first)
+    box.put_many([entry("state", 2, "t/a/state")])
+    assert len(box) == 1 and payloads(box) == ["state-2"]
+    box.commit()
+    assert len(box) == 1
+
+
 def test_bound_drops_updates_then_states_before_opened_or_resolved(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "outbox.db", max_rows=4)
     box.put_many([entry("opened", 1), entry("updated", 2), entry("state", 3, "t/a/state"), entry("updated", 4)])
