@@ -44,7 +44,6 @@ counted and the message dead-lettered as ``processing_failed``.
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 import time
@@ -700,7 +699,8 @@ class EdgeAgent:
             self._cursor = item.id
             if item.id in self._retry_at:
                 continue  # refused recently; _retry_refused sends it when due
-            ref = self._alert_ref(item.payload) if item.kind != "state" and self.settings.alert_echo_s > 0 else None
+            ref = (item.alert_id, item.event_seq) if (
+                self.settings.alert_echo_s > 0 and item.alert_id is not None and item.event_seq is not None) else None
             try:
                 # The alert's earlier events first: if the broker dropped them, the receiver gets them in order.
                 if ref is not None and ref[0] in self._echoes and not self._echo(self._echoes[ref[0]]):
@@ -711,14 +711,6 @@ class EdgeAgent:
             self._in_flight[mid] = item.id
             if ref is not None:
                 self._echo_of[item.id] = (*ref, item.topic, item.payload)
-
-    @staticmethod
-    def _alert_ref(payload: bytes) -> tuple[str, int] | None:
-        try:
-            body = json.loads(payload)
-            return str(body["alert_id"]), int(body["event_seq"])
-        except (ValueError, KeyError, TypeError):
-            return None  # not an alert event: nothing to echo
 
     def _remember_echo(self, alert_id: str, seq: int, topic: str, payload: bytes) -> None:
         group = self._echoes.setdefault(alert_id, _EchoGroup(0.0))

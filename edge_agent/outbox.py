@@ -130,6 +130,9 @@ class OutboxItem:
     qos: int
     retain: bool
     kind: OutboxKind
+    alert_id: str | None = None
+    """The alert an alert event belongs to, and its ``event_seq`` (None for states)."""
+    event_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,20 +225,23 @@ class Outbox:
         if self._db is not None and self._count > len(self._acked):
             try:
                 rows = self._db.execute(
-                    "SELECT id, topic, payload, qos, retain, kind FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                    "SELECT id, topic, payload, qos, retain, kind, alert_id, event_seq FROM outbox WHERE id > ?"
+                    " ORDER BY id LIMIT ?",
                     (after, limit + len(self._acked)),
                 ).fetchall()
             except sqlite3.Error as exc:
                 self._failed("read", exc)
                 rows = []
-            out = [OutboxItem(int(i), t, bytes(p), int(q), bool(r), k) for i, t, p, q, r, k in rows
-                   if int(i) not in self._acked][:limit]
+            out = [OutboxItem(int(i), t, bytes(p), int(q), bool(r), k, a, None if s is None else int(s))
+                   for i, t, p, q, r, k, a, s in rows if int(i) not in self._acked][:limit]
         for h in self._held:
             if len(out) >= limit:
                 break
             if h.id > after:
                 e = h.entry
-                out.append(OutboxItem(h.id, e.topic, e.payload, e.qos, e.retain, e.kind))
+                ref = e.alert
+                out.append(OutboxItem(h.id, e.topic, e.payload, e.qos, e.retain, e.kind,
+                                      ref.alert_id if ref else None, ref.event_seq if ref else None))
         return out
 
     def ack(self, item_id: int) -> None:

@@ -27,7 +27,7 @@ from pdm_common.contracts import AlertEvent
 from simulators.desk.auth import DeskCredentials
 from simulators.desk.server import DeskSimulator
 from tests.bridge.samples import alert
-from tests.rig import Sensors, Service, bridge_config, check_tickets, metric
+from tests.rig import Sensors, Service, bridge_config, check_tickets, expected_histories, metric
 from tests.rig_fixtures import Rig
 from tests.waiting import wait_until
 
@@ -55,13 +55,6 @@ def _publish(rig: Rig, events: list[AlertEvent]) -> None:
                                  now_s=1_770_000_000).to_json()) for ev in events])
 
 
-def _expected(events: list[AlertEvent]) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    for ev in events:
-        out.setdefault(ev.alert_id, []).append(ev.event_seq)
-    return {k: sorted(v) for k, v in out.items()}
-
-
 def test_a_slow_rate_limiting_failing_desk_gets_every_event_once_in_order(rig: Rig) -> None:
     rig.desk.set_faults(latency_ms=150, rate_429=0.3, retry_after_s=1, rate_5xx=0.15, rate_timeout=0.1,
                         timeout_hold_s=3.0, rate_drop=0.05)
@@ -72,7 +65,7 @@ def test_a_slow_rate_limiting_failing_desk_gets_every_event_once_in_order(rig: R
     bridge = Service.bridge(cfg, rig.workdir).start()
     bridge.wait_ready()
     events = _events(12, "s")
-    expected = _expected(events)
+    expected = expected_histories(events)
     _publish(rig, events)
     wait_until(lambda: check_tickets(rig.desk.tickets("webhook"), expected).ok, 120)
     report = check_tickets(rig.desk.tickets("webhook"), expected)
@@ -101,7 +94,7 @@ def test_a_desk_down_for_hours_loses_and_dead_letters_nothing(rig: Rig) -> None:
     _publish(rig, later)  # alerts keep coming while the desk is down
     wait_until(lambda: False, outage_s / 2)
     rig.desk.set_faults(rate_5xx=0.0)
-    expected = _expected(first + later)
+    expected = expected_histories(first + later)
     wait_until(lambda: check_tickets(rig.desk.tickets("webhook"), expected).ok, 60)
     report = check_tickets(rig.desk.tickets("webhook"), expected)
     dead = metric(port, "pdm_bridge_outbox_dead_letters")
@@ -127,7 +120,7 @@ def test_an_outage_past_the_outbox_bound_drops_updates_only_and_keeps_each_alert
     _publish(rig, events)
     assert wait_until(lambda: metric(port, "pdm_bridge_alert_outcomes_total", 'outcome="accepted"') == 40.0, 30)
     rig.desk.set_faults(rate_5xx=0.0)
-    wanted = _expected(events)
+    wanted = expected_histories(events)
 
     def delivered() -> dict[str, list[int]]:
         return {str(t["dedup_key"]): [int(h["body"]["event_seq"]) for h in t["history"] if "event_seq" in h["body"]]
@@ -177,7 +170,7 @@ def test_an_untrusted_desk_certificate_holds_events_until_the_ca_is_configured(r
         assert desk.tickets("webhook") == [] and dead == 0.0 and held == float(len(events)), (held, dead)
         assert "ca_file" in bridge.log(), "the log does not name the fix"
         bridge, _ = start(ca_file=str(tmp_path / "c.pem"))
-        expected = _expected(events)
+        expected = expected_histories(events)
         assert wait_until(lambda: check_tickets(desk.tickets("webhook"), expected).ok, 60), \
             check_tickets(desk.tickets("webhook"), expected)
         assert bridge.stop() == 0 and bridge.tracebacks() == 0
