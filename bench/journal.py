@@ -14,7 +14,6 @@ its own fsync'ed transaction, the worst case (``--per-pass 1``).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from edge_agent.app import EdgeAgent  # noqa: E402
 from edge_agent.config import AgentSettings, MetricsSettings  # noqa: E402
 from pdm_common.logs import configure_logging  # noqa: E402
 from pdm_common.mqtt import InboundMessage  # noqa: E402
-from tests.agent_core.synthetic import HeatPumpStream  # noqa: E402
+from tests.agent_core.synthetic import HeatPumpStream, wire  # noqa: E402
 
 
 def messages(assets: int, hours: float) -> list[tuple[str, bytes]]:
@@ -38,8 +37,7 @@ def messages(assets: int, hours: float) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = []
     for tick in zip(*streams, strict=True):
         for tel, _ in tick:
-            body = {"ts": int(tel.ts.timestamp() * 1000), "seq": tel.seq, "kind": "heat_pump", "metrics": tel.metrics}
-            out.append((f"pdm/v1/{tel.site}/{tel.asset}/telemetry", json.dumps(body).encode()))
+            out.append(wire(tel))
     return out
 
 

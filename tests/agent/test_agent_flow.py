@@ -26,7 +26,7 @@ from edge_agent.app import EdgeAgent
 from edge_agent.config import AgentSettings, MetricsSettings
 from pdm_common.contracts import DeadLetter
 from simulators.broker import MosquittoBroker
-from tests.agent_core.synthetic import HeatPumpStream
+from tests.agent_core.synthetic import HeatPumpStream, wire
 from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Recorder, unique_id
 from tests.waiting import wait_until
@@ -135,8 +135,7 @@ def test_a_message_that_breaks_processing_is_dead_lettered_and_the_agent_carries
     """Past ingest, anything may raise (here: a clock stepped back a day on a warm asset, issue 16.4)."""
     agent = _agent(mqtt_broker, tmp_path)
     stream = HeatPumpStream(site=SITE, asset="hp-step")
-    good = [(tel.ts, json.dumps({"ts": int(tel.ts.timestamp() * 1000), "seq": tel.seq, "kind": "heat_pump",
-                                 "metrics": tel.metrics}).encode()) for tel, _ in stream.samples(3)]
+    good = [(tel.ts, wire(tel)[1]) for tel, _ in stream.samples(3)]
     back = [json.dumps({**json.loads(p), "ts": int((ts - timedelta(days=1)).timestamp() * 1000)}).encode()
             for ts, p in good[:60]]
     healthy = _burst(20, 2)

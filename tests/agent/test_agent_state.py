@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import pickle
 import re
@@ -26,7 +25,7 @@ from edge_agent.engine import MODEL_VERSION
 from pdm_common import __version__
 from pdm_common.contracts import GatewayStatus
 from tests.agent_core.conftest import feed, new_engine
-from tests.agent_core.synthetic import HeatPumpStream
+from tests.agent_core.synthetic import HeatPumpStream, wire
 from tests.conftest import BrokerInfo
 from tests.mqtt_helpers import Publisher, unique_id
 from tests.waiting import wait_until
@@ -51,10 +50,7 @@ def _agent(broker: BrokerInfo, state_dir: Path) -> Iterator[EdgeAgent]:
 
 
 def _wire(stream: HeatPumpStream, hours: float, start_h: float = 0.0) -> list[tuple[str, bytes]]:
-    return [(f"pdm/v1/{tel.site}/{tel.asset}/telemetry",
-             json.dumps({"ts": int(tel.ts.timestamp() * 1000), "seq": tel.seq, "kind": "heat_pump",
-                         "metrics": tel.metrics}).encode())
-            for tel, _ in stream.samples(hours, start_h=start_h)]
+    return [wire(tel) for tel, _ in stream.samples(hours, start_h=start_h)]
 
 
 def test_a_checkpoint_directory_that_is_a_file_degrades_and_recovers(

@@ -6,6 +6,7 @@ temperature and compressor speed) so a test can say exactly what it injects and 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,12 @@ from pdm_common.contracts import AssetKind, Telemetry
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 """A Monday in January; the fake clock of every test."""
+
+def wire(tel: Telemetry) -> tuple[str, bytes]:
+    """The sample as a sensor publishes it: its telemetry topic and JSON payload (epoch-ms time)."""
+    body = {"ts": int(tel.ts.timestamp() * 1000), "seq": tel.seq, "kind": str(tel.kind), "metrics": tel.metrics}
+    return f"pdm/v1/{tel.site}/{tel.asset}/telemetry", json.dumps(body).encode()
+
 
 Injection = Callable[[float, dict[str, float | bool | None]], None]
 """Modifies a sample's metrics in place, given hours since the start of the stream."""
