@@ -3,7 +3,8 @@
 # only Python >= 3.11 needs nothing else. pip shows its progress: the first install takes minutes.
 #
 # `make test` also installs, on Debian and as root, the system packages the deployment tests run
-# (Mosquitto, openssl, Debian's python3.11 that the gateway package runs on, systemd's tools), and
+# (Mosquitto, openssl, Debian's python3.11 that the gateway package runs on, systemd's tools, strace
+# for the power-loss suite), and
 # refreshes apt's lists once so that tests can fetch Debian's stock mosquitto.conf and promtool
 # (`apt-get download`, nothing installed). Elsewhere it says what is missing and those tests skip.
 
@@ -11,7 +12,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-SYSTEM_PACKAGES := mosquitto mosquitto-clients openssl python3.11 systemd dpkg
+SYSTEM_PACKAGES := mosquitto mosquitto-clients openssl python3.11 systemd dpkg strace
 
 .PHONY: demo test lint typecheck unit bench soak clean system-deps deb
 
@@ -48,16 +49,17 @@ unit: $(STAMP)
 
 # Long runs of the reliability and security suites (docs/reliability.md): 100 kill -9 rounds of agent
 # and bridge, 10,000 fuzz batches (120,000 hostile payloads) over MQTT, the broker down 5 minutes,
-# a desk down 24 h (accelerated 300x: 288 s).
+# a desk down 24 h (accelerated 300x: 288 s), every crash image of 400 operations per durable store.
 # Hours on 2 cores; seeds from PDM_CHAOS_SEED (default 20260105). Override SOAK_KILLS / SOAK_FUZZ /
-# SOAK_BROKER_DOWN_S / SOAK_DESK_OUTAGE_H for shorter or longer runs.
+# SOAK_BROKER_DOWN_S / SOAK_DESK_OUTAGE_H / SOAK_POWER_OPS for shorter or longer runs.
 SOAK_KILLS ?= 100
 SOAK_FUZZ ?= 10000
 SOAK_BROKER_DOWN_S ?= 300
 SOAK_DESK_OUTAGE_H ?= 24
+SOAK_POWER_OPS ?= 400
 soak: $(STAMP)
 	PDM_CHAOS_KILLS=$(SOAK_KILLS) PDM_FUZZ_EXAMPLES=$(SOAK_FUZZ) PDM_CHAOS_BROKER_DOWN_S=$(SOAK_BROKER_DOWN_S) \
-		PDM_CHAOS_DESK_OUTAGE_H=$(SOAK_DESK_OUTAGE_H) \
+		PDM_CHAOS_DESK_OUTAGE_H=$(SOAK_DESK_OUTAGE_H) PDM_POWER_OPS=$(SOAK_POWER_OPS) PDM_POWER_CUTS=0 \
 		$(VENV)/bin/pytest tests/chaos tests/security \
 		--timeout=43200 -q -rxXf --durations=20
 

@@ -48,6 +48,7 @@ from pdm_common.backoff import Backoff
 from pdm_common.contracts import MAX_ALERT_BYTES, AlertEvent, EventType
 from pdm_common.errors import ContractError
 from pdm_common.logs import get_logger
+from pdm_common.sqlite_files import create_atomically
 
 __all__ = [
     "CONFIG_HOLD",
@@ -311,6 +312,9 @@ class _Sqlite(_Backend):
             if str(path) != ":memory:":
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.salvage = salvage_if_corrupt(path)
+                salvaged = self.salvage
+                create_atomically(path, _SCHEMA.format(serial="INTEGER"),
+                                  None if salvaged is None else lambda c: _restore(c, salvaged))
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a transaction takes the write
             # lock up front instead of failing half-way on SQLITE_BUSY.
             self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -322,8 +326,6 @@ class _Sqlite(_Backend):
             for table, column, decl in _ADDED_COLUMNS:
                 if (table, column) not in present:
                     self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
-            if self.salvage is not None:
-                self.run(lambda c: _restore(c, self.salvage))  # type: ignore[arg-type]
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open sqlite outbox {path}: {exc}") from None
 

@@ -56,7 +56,10 @@ def _problem(path: Path) -> str | None:
     if path.stat().st_size == 0:
         return "the file is empty (0 bytes)"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # Read-write, not mode=ro: after a crash SQLite must roll back a hot journal or rebuild the
+        # WAL index before it can read, and a read-only handle reports that as "attempt to write a
+        # readonly database", which is a healthy file (found by tests/chaos/test_power_loss.py).
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
     except sqlite3.Error as exc:
         return f"cannot be opened: {exc}"
     try:

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Literal
 
 from pdm_common.logs import get_logger
+from pdm_common.sqlite_files import create_atomically
 
 __all__ = ["AlertRecord", "AlertRef", "Outbox", "OutboxEntry", "OutboxHealth", "OutboxItem", "OutboxKind"]
 
@@ -92,6 +93,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_asset ON alerts (site, asset);
 """
+_SCHEMA_SCRIPT = f"{_SCHEMA}\nPRAGMA user_version = {_SCHEMA_VERSION};"
+"""A new outbox: its tables and its schema version (written by :func:`create_atomically`)."""
 _REQUIRED_COLUMNS = {"id", "topic", "payload", "qos", "retain", "kind", "created_at"}
 _LEGACY_COLUMNS = (("alert_id", "TEXT"), ("event_seq", "INTEGER"))
 
@@ -509,6 +512,7 @@ class Outbox:
             problem = _unusable(self.path)
             if problem is not None:
                 self._salvage(problem)
+            create_atomically(self.path, _SCHEMA_SCRIPT)
             self._db = _connect(self.path)
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
@@ -536,19 +540,16 @@ class Outbox:
             if source.exists():
                 source.replace(Path(f"{aside}{suffix}"))
         rows, ledger, unreadable, top = _read_what_you_can(_readable_copy(aside))
-        fresh = _connect(self.path)
-        try:
-            fresh.executescript(_SCHEMA)
-            fresh.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            with fresh:
-                fresh.executemany(
-                    "INSERT OR IGNORE INTO outbox (id, topic, payload, qos, retain, kind, created_at, alert_id,"
-                    " event_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                fresh.executemany(
-                    "INSERT OR IGNORE INTO alerts (alert_id, site, asset, event_seq, kind, payload, ord)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)", ledger)
-        finally:
-            fresh.close()
+
+        def copy(fresh: sqlite3.Connection) -> None:
+            fresh.executemany(
+                "INSERT OR IGNORE INTO outbox (id, topic, payload, qos, retain, kind, created_at, alert_id,"
+                " event_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            fresh.executemany(
+                "INSERT OR IGNORE INTO alerts (alert_id, site, asset, event_seq, kind, payload, ord)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", ledger)
+
+        create_atomically(self.path, _SCHEMA_SCRIPT, copy)
         self.salvaged += len(rows)
         self.lost += unreadable or 0
         _log.error("outbox.corrupt", path=str(self.path), problem=problem, moved_to=str(aside),
@@ -577,7 +578,9 @@ def _unusable(path: Path) -> str | None:
         return None
     empty = path.stat().st_size == 0  # only a valid -wal beside it can still hold the outbox
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+        # Read-write: a read-only handle cannot roll back the hot journal or rebuild the WAL index a
+        # crash leaves, and calls that healthy file unreadable (tests/chaos/test_power_loss.py).
+        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=_BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         return f"cannot open: {exc}"
     try:
