@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_asset ON alerts (site, asset);
 """
 _SCHEMA_SCRIPT = f"{_SCHEMA}\nPRAGMA user_version = {_SCHEMA_VERSION};"
-"""A new outbox: its tables and its schema version (written by :func:`create_atomically`)."""
+"""The outbox's tables and schema version, idempotent: builds a new file and brings an existing one up to date."""
 _REQUIRED_COLUMNS = {"id", "topic", "payload", "qos", "retain", "kind", "created_at"}
 _LEGACY_COLUMNS = (("alert_id", "TEXT"), ("event_seq", "INTEGER"))
 
@@ -514,8 +514,7 @@ class Outbox:
                 self._salvage(problem)
             create_atomically(self.path, _SCHEMA_SCRIPT)
             self._db = _connect(self.path)
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            self._db.executescript(_SCHEMA_SCRIPT)  # an existing file: the tables it may lack, this version
             (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
             (top,) = self._db.execute(
                 "SELECT MAX(m) FROM (SELECT MAX(id) AS m FROM outbox UNION ALL "

@@ -43,6 +43,7 @@ _CALLS = "openat,pwrite64,pwritev,pwritev2,write,writev,fsync,fdatasync,ftruncat
 _HEX = r"((?:\\x[0-9a-f]{2})*)"
 _LINE = re.compile(r"^(?P<call>\w+)\((?P<args>.*)\) += (?P<ret>-?\d+)")
 _FD = re.compile(r"^(\d+)<" + _HEX + ">")
+_STRING = re.compile(r'"' + _HEX + '"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ def _fd_path(arg: str) -> str | None:
 
 
 def _strings(args: str) -> list[str]:
-    return [_hex(s).decode("utf-8", "surrogateescape") for s in re.findall(r'"' + _HEX + '"', args)]
+    return [_hex(s).decode("utf-8", "surrogateescape") for s in _STRING.findall(args)]
 
 
 def parse(log: str, root: Path) -> list[Op]:
@@ -124,7 +125,7 @@ def parse(log: str, root: Path) -> list[Op]:
         first = args.split(", ")[0]
         fd_path = _fd_path(first)
         if call == "write" and first.startswith("1<"):
-            text = _hex(re.findall(r'"' + _HEX + '"', args)[0]).decode()
+            text = _hex(_STRING.findall(args)[0]).decode()
             ops.extend(Op("ack", data=ack.encode()) for ack in text.splitlines() if ack.startswith("ACK"))
             continue
         if call == "openat":
@@ -145,7 +146,7 @@ def parse(log: str, root: Path) -> list[Op]:
             continue
         path = str(fd_path)
         if call == "pwrite64":
-            data = _hex(re.findall(r'"' + _HEX + '"', args)[0])
+            data = _hex(_STRING.findall(args)[0])
             offset = int(args.rsplit(", ", 1)[1])
             if len(data) != ret:
                 raise AssertionError(f"short or truncated write in the trace: {line[:200]}")

@@ -111,29 +111,28 @@ def test_every_crash_image_opens_and_keeps_every_durable_operation(
     assert not failures, f"{len(failures)} of {checked} images wrong:\n" + "\n".join(failures[:10])
 
 
+def _unsynced(tr: Trace) -> dict[int, int]:
+    """Per cut, the acknowledged operations a power cut there would take (0 where all were synced)."""
+    every = range(len(tr.ops) + 1)
+    return {c.cut: c.acked - c.durable for c in crash_images.images(tr, every, ("power",), SEED)}
+
+
 @pytest.mark.parametrize("store", OUTBOXES)
 def test_an_outbox_acknowledges_nothing_a_power_cut_can_take(store: str, traced: dict[str, Trace]) -> None:
-    tr = traced[store]
-    every = list(range(len(tr.ops) + 1))
-    exposed = [(c.cut, c.acked - c.durable) for c in crash_images.images(tr, every, ("power",), SEED)
-               if c.durable < c.acked]
+    exposed = [(cut, gap) for cut, gap in _unsynced(traced[store]).items() if gap > 0]
     assert not exposed, f"acknowledged but not yet synced at {len(exposed)} cuts, e.g. {exposed[:5]}"
 
 
 def test_the_suite_catches_a_store_that_acknowledges_before_it_syncs(traced: dict[str, Trace]) -> None:
     """The same bridge outbox with ``synchronous=NORMAL``: its acknowledgements outrun its fsyncs."""
-    tr = traced[write_points.UNSYNCED]
-    every = list(range(len(tr.ops) + 1))
-    worst = max(c.acked - c.durable for c in crash_images.images(tr, every, ("power",), SEED))
+    worst = max(_unsynced(traced[write_points.UNSYNCED]).values())
     assert worst > 0, "the power model found no acknowledged-but-unsynced operation in an unsynced store"
 
 
 @pytest.mark.parametrize("store", ["checkpoint_store", "journal"])
 def test_a_normal_sync_store_loses_at_most_what_it_has_not_synced(store: str, traced: dict[str, Trace]) -> None:
     """By design (synchronous=NORMAL) these may lose their newest operations to a power cut; say how many."""
-    tr = traced[store]
-    every = list(range(len(tr.ops) + 1))
-    gaps = [c.acked - c.durable for c in crash_images.images(tr, every, ("power",), SEED)]
+    gaps = list(_unsynced(traced[store]).values())
     print(f"{store}: a power cut takes at most {max(gaps)} of {OPS} acknowledged operations "
           f"(WAL synced at checkpoints every {write_points.AUTOCHECKPOINT_PAGES} pages in this run)")
     assert max(gaps) < OPS  # the WAL checkpoints sync it: not everything is exposed

@@ -183,7 +183,7 @@ def states(p: Plan) -> list[Hashable]:
 
         def checkpoint(op: Op) -> None:
             if op[0] == "save":
-                for key, blob in _states_of(op):
+                for key, blob in _saved_states(op):
                     saved[key] = hashlib.sha256(blob).hexdigest()
             elif op[0] == "delete":
                 saved.pop(_asset(op[1]), None)
@@ -209,7 +209,7 @@ def _asset(i: int) -> tuple[str, str]:
     return ("oslo-north", f"hp-{i:04d}")
 
 
-def _states_of(op: Op) -> list[tuple[tuple[str, str], bytes]]:
+def _saved_states(op: Op) -> list[tuple[tuple[str, str], bytes]]:
     rng = random.Random(op[3])
     return [(_asset(k), rng.randbytes(size)) for k, size in zip(op[1], op[2], strict=True)]
 
@@ -301,7 +301,7 @@ def _apply(store: str, handle: Any, op: Op, k: int) -> None:
             assert handle.health.ok, handle.health
     elif store == "checkpoint_store":
         if op[0] == "save":
-            handle.save(_states_of(op))
+            handle.save(_saved_states(op))
         else:
             handle.delete([_asset(op[1])])
     elif op[0] == "append":
