@@ -105,8 +105,9 @@ def open_outbox(settings: BridgeSettings) -> Outbox:
         dsn = o.resolved_dsn()
         if dsn is None:
             raise OutboxError("outbox.backend = postgres needs outbox.dsn or outbox.dsn_file")
-        return open_postgres(dsn, max_events=o.max_events)
-    return open_sqlite(o.path, max_events=o.max_events, synchronous_full=o.synchronous_full)
+        return open_postgres(dsn, max_events=o.max_events, gap_wait_s=o.gap_wait_s)
+    return open_sqlite(o.path, max_events=o.max_events, synchronous_full=o.synchronous_full,
+                       gap_wait_s=o.gap_wait_s)
 
 
 class BridgeApp:

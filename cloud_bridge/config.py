@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from cloud_bridge.outbox import GAP_WAIT_S
 from pdm_common.contracts import NAME_PATTERN
 from pdm_common.kinds import KindName, KindsFile, check_declarations, declarations, read_kinds_file
 from pdm_common.logs import LogSettings
@@ -236,6 +237,10 @@ class OutboxSettings(_Section):
     synchronous_full: bool = Field(True, description="sqlite: fsync every commit (synchronous=FULL)")
     max_events: int = Field(100_000, ge=10, description="bound on queued events; oldest 'updated' dropped first")
     lease_s: float = Field(60.0, gt=0, le=3600, description="how long a replica owns an event it is delivering")
+    gap_wait_s: float = Field(
+        GAP_WAIT_S, ge=0, le=86_400, description="how long an alert event waits for missing lower event_seqs of its "
+        "alert (re-sent by the agent's echo) before it goes to the desk without them; keep it above the agents' "
+        "alert_echo_s plus the bridge's reconnect delay")
 
     @model_validator(mode="after")
     def _dsn(self) -> Self:

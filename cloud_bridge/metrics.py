@@ -97,6 +97,9 @@ class BridgeMetrics:
                                      "(0 when none)", ["desk"], namespace=ns, registry=r)
         self.dead_letters = Gauge("outbox_dead_letters", "Events in the dead-letter table", namespace=ns, registry=r)
         self._dropped_seen = 0
+        self.gaps_skipped = Counter("outbox_gaps_skipped", "Events delivered without lower event_seqs of their alert "
+                                    "that did not arrive within outbox.gap_wait_s", namespace=ns, registry=r)
+        self._gaps_seen = 0
         self.refused_kept = Gauge("outbox_refused", "Refused messages kept in the outbox", namespace=ns, registry=r)
         self.salvaged = Counter("outbox_salvaged_rows", "Rows read back from a corrupt outbox file, by table",
                                 ["table"], namespace=ns, registry=r)
@@ -144,6 +147,9 @@ class BridgeMetrics:
         if stats.dropped > self._dropped_seen:
             self.outbox.dropped.labels(event="updated").inc(stats.dropped - self._dropped_seen)
             self._dropped_seen = stats.dropped
+        if stats.gaps_skipped > self._gaps_seen:
+            self.gaps_skipped.inc(stats.gaps_skipped - self._gaps_seen)
+            self._gaps_seen = stats.gaps_skipped
 
     def observe_salvage(self, report: SalvageReport) -> None:
         """Count a corrupt outbox file and what was salvaged from it and lost."""

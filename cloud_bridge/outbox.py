@@ -2,8 +2,16 @@
 
 An alert event is written here before the MQTT message is acknowledged and deleted only after the
 desk accepted it (2xx). Per alert, only the lowest pending ``event_seq`` is ever leased, so events
-reach the desk in order even with several replicas; events at or below the highest seq already seen
-for an alert are refused as stale or repeated (DESIGN.md §3).
+reach the desk in order even with several replicas; an event at or below the last seq applied to the
+desk, or already queued, is refused as stale or repeated (DESIGN.md §3).
+
+Gaps. An event that arrives with seqs missing below it (``seen_through``: every seq up to it has
+arrived) waits up to ``gap_wait_s`` for them before it is delivered without them. The missing ones
+are taken when they come late, in order: the broker can lose an agent's publishes (Mosquitto 2.0
+does not queue for a restored persistent session until its client reconnects) and the agent's echo
+re-sends them within its ``alert_echo_s``; before this wait the later event was delivered first and
+the echoed opening refused as stale, so a ticket lacked its first events or was never opened. Once
+a later event of the alert has gone to the desk, the earlier ones are stale.
 
 Leases make sharing safe: a replica marks the rows it delivers with its owner id and a deadline.
 On PostgreSQL rows are claimed with ``SELECT … FOR UPDATE SKIP LOCKED``, so two replicas never
@@ -52,6 +60,7 @@ from pdm_common.sqlite_files import create_atomically
 
 __all__ = [
     "CONFIG_HOLD",
+    "GAP_WAIT_S",
     "DeadLetterRow",
     "DeskState",
     "EnqueueResult",
@@ -96,6 +105,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     desk TEXT NOT NULL,
     last_seq_seen INTEGER NOT NULL,
     last_seq_delivered INTEGER NOT NULL DEFAULT 0,
+    seen_through INTEGER,
     ticket_ref TEXT,
     priority TEXT,
     opened_at DOUBLE PRECISION,
@@ -139,11 +149,19 @@ _ADDED_COLUMNS = (
     ("alerts", "serviced_at", "DOUBLE PRECISION"),
     ("alerts", "desk_status", "TEXT"),
     ("alerts", "desk_assignee", "TEXT"),
+    ("alerts", "seen_through", "INTEGER"),  # NULL: everything up to last_seq_seen arrived (older outboxes)
 )
 """Columns added since the first release: an existing outbox gets them when it opens."""
 
 MAX_REFUSED = 10_000
 """Refused messages kept for ``cloud-bridge outbox list``; the oldest go first (each is also logged and counted)."""
+
+GAP_WAIT_S = 300.0
+"""How long an event waits for missing lower seqs of its alert: above the agents' ``alert_echo_s``
+(120 s) after which they re-send an alert's events, plus the bridge's own reconnect back-off (60 s)."""
+
+_THROUGH = "COALESCE(a.seen_through, a.last_seq_seen)"
+"""SQL: the seq up to which every event of alert ``a`` has arrived (or was given up)."""
 
 REFUSED_PAYLOAD_MAX = 8 * 1024
 """Bytes of a refused payload kept: enough to diagnose, bounded against a flood of large garbage."""
@@ -237,6 +255,8 @@ class OutboxStats:
     """Queued events and the oldest's age, per desk."""
     dropped: int = 0
     """``updated`` events this process dropped at the bound (a running total)."""
+    gaps_skipped: int = 0
+    """Events this process delivered without lower seqs that did not arrive within ``gap_wait_s`` (a running total)."""
 
 
 class _Conn(Protocol):
@@ -546,16 +566,18 @@ def _restore(c: _Conn, report: SalvageReport) -> None:
     # An alert whose queued events were lost must take them again if the agent or the broker re-sends
     # them: it has seen only what was delivered or is still queued.
     c.execute("UPDATE alerts SET last_seq_seen = MAX(last_seq_delivered, COALESCE((SELECT MAX(e.event_seq)"
-              " FROM events e WHERE e.alert_id = alerts.alert_id), 0))")
+              " FROM events e WHERE e.alert_id = alerts.alert_id), 0)), seen_through = last_seq_delivered")
 
 
 class Outbox:
     """Durable, ordered, bounded, lease-based outbox over SQLite or PostgreSQL."""
 
-    def __init__(self, backend: _Backend, *, max_events: int) -> None:
+    def __init__(self, backend: _Backend, *, max_events: int, gap_wait_s: float = GAP_WAIT_S) -> None:
         self._db = backend
         self._max_events = max_events
+        self._gap_wait_s = gap_wait_s
         self.dropped = 0
+        self.gaps_skipped = 0
         self.corrupt_rows = 0
         self.salvage: SalvageReport | None = getattr(backend, "salvage", None)
         """What was salvaged from a corrupt file at open (None when the file was healthy)."""
@@ -580,7 +602,8 @@ class Outbox:
         The desk of an alert is fixed by its first event, so a routing change never splits one
         alert across two desks. With ``max_seq_step``, an event more than that many seqs above the
         alert's last is refused (:attr:`EnqueueResult.SEQ_JUMP`) and changes nothing, so a forged
-        ``event_seq`` cannot make the real events stale.
+        ``event_seq`` cannot make the real events stale. An event below the alert's newest is taken
+        when it fills a gap (see the module docstring).
 
         Raises:
             OutboxFullError: at the bound with no droppable ``updated`` event.
@@ -588,29 +611,41 @@ class Outbox:
             OutboxError: the database failed.
         """
         payload = alert.to_json().decode()
+        seq = alert.event_seq
 
         def op(c: _Conn) -> EnqueueResult:
-            query = "SELECT desk, last_seq_seen FROM alerts WHERE alert_id = ?" + self._db.for_update
+            query = (f"SELECT a.desk, a.last_seq_seen, a.last_seq_delivered, {_THROUGH} FROM alerts a"
+                     " WHERE a.alert_id = ?" + self._db.for_update)
             row = c.execute(query, (alert.alert_id,)).fetchone()
-            last_seen = 0 if row is None else int(row[1])
-            if alert.event_seq <= last_seen:
-                return EnqueueResult.STALE
-            if max_seq_step is not None and alert.event_seq > last_seen + max_seq_step:
-                return EnqueueResult.SEQ_JUMP
             if row is None:
-                c.execute("INSERT INTO alerts (alert_id, desk, last_seq_seen) VALUES (?, ?, 0)"
+                c.execute("INSERT INTO alerts (alert_id, desk, last_seq_seen, seen_through) VALUES (?, ?, 0, 0)"
                           " ON CONFLICT (alert_id) DO NOTHING", (alert.alert_id, desk))
-                row = c.execute(query, (alert.alert_id,)).fetchone()
-                if alert.event_seq <= int(row[1]):
-                    return EnqueueResult.STALE  # another replica stored it first
-            alert_desk = str(row[0])
+                row = c.execute(query, (alert.alert_id,)).fetchone()  # another replica's, if it was first
+            last_seen, through = int(row[1]), max(int(row[2]), int(row[3]))
+            if seq <= through:
+                return EnqueueResult.STALE
+            if max_seq_step is not None and seq > last_seen + max_seq_step:
+                return EnqueueResult.SEQ_JUMP
+            if seq <= last_seen and c.execute(
+                "SELECT 1 FROM events WHERE alert_id = ? AND (event_seq = ? OR (event_seq > ?"
+                " AND first_leased_at IS NOT NULL))", (alert.alert_id, seq, seq),
+            ).fetchone() is not None:
+                return EnqueueResult.STALE  # queued already, or a later event went to the desk first
             self._make_room(c)
             c.execute(
                 "INSERT INTO events (alert_id, event_seq, event_type, desk, payload, enqueued_at, next_attempt_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (alert.alert_id, alert.event_seq, alert.event.value, alert_desk, payload, now, now),
+                (alert.alert_id, seq, alert.event.value, str(row[0]), payload, now, now),
             )
-            c.execute("UPDATE alerts SET last_seq_seen = ? WHERE alert_id = ?", (alert.event_seq, alert.alert_id))
+            if seq == through + 1:  # closes the gap below: move past the queued events it held
+                through = seq
+                for (queued,) in c.execute("SELECT event_seq FROM events WHERE alert_id = ? AND event_seq > ?"
+                                           " ORDER BY event_seq", (alert.alert_id, seq)).fetchall():
+                    if int(queued) != through + 1:
+                        break
+                    through += 1
+            c.execute("UPDATE alerts SET last_seq_seen = ?, seen_through = ? WHERE alert_id = ?",
+                      (max(seq, last_seen), through, alert.alert_id))
             return EnqueueResult.ACCEPTED
 
         return self._db.run(op)
@@ -636,11 +671,13 @@ class Outbox:
     ) -> list[LeasedEvent]:
         """Claim up to ``limit`` due events, at most one per alert and only its lowest pending seq.
 
-        A row whose payload no longer parses (a salvaged or hand-edited outbox) is dead-lettered with
-        reason ``corrupt_row``; the rest of the batch is returned as usual.
+        An event with seqs missing below it is claimed once it has waited ``gap_wait_s`` for them
+        (counted in :attr:`gaps_skipped`, logged as ``outbox.gap_skipped``). A row whose payload no
+        longer parses (a salvaged or hand-edited outbox) is dead-lettered with reason ``corrupt_row``;
+        the rest of the batch is returned as usual.
         """
         desk_filter = ""
-        params: list[Any] = [now, now]
+        params: list[Any] = [now, now, now - self._gap_wait_s]
         if exclude_desks:
             desk_filter = " AND e.desk NOT IN (" + ", ".join("?" for _ in exclude_desks) + ")"
             params += list(exclude_desks)
@@ -654,6 +691,8 @@ class Outbox:
                     " AND (e.lease_until IS NULL OR e.lease_until < ?)" + desk_filter +
                     " AND NOT EXISTS (SELECT 1 FROM events p WHERE p.alert_id = e.alert_id"
                     " AND p.event_seq < e.event_seq)"
+                    " AND (e.enqueued_at <= ? OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_id = e.alert_id"
+                    f" AND e.event_seq > {_THROUGH} AND e.event_seq > a.last_seq_delivered + 1))"
                     " ORDER BY e.next_attempt_at, e.id LIMIT ?" + self._db.skip_locked,
                     params,
                 ).fetchall()
@@ -661,6 +700,16 @@ class Outbox:
             if not ids:
                 return []
             marks = ", ".join("?" for _ in ids)
+            for alert_id, event_seq, done in c.execute(
+                f"SELECT e.alert_id, e.event_seq, a.last_seq_delivered FROM events e JOIN alerts a"
+                f" ON a.alert_id = e.alert_id WHERE e.id IN ({marks}) AND e.first_leased_at IS NULL"
+                f" AND e.event_seq > {_THROUGH} AND e.event_seq > a.last_seq_delivered + 1", ids,
+            ).fetchall():
+                self.gaps_skipped += 1
+                _log.warning("outbox.gap_skipped", alert_id=alert_id, event_seq=event_seq,
+                             missing=f"{int(done) + 1}..{int(event_seq) - 1}", waited_s=self._gap_wait_s,
+                             action="the agent's events below it did not arrive in time (its alert_echo_s "
+                             "should be below the bridge's outbox.gap_wait_s); the ticket goes on without them")
             c.execute(
                 f"UPDATE events SET lease_owner = ?, lease_until = ?, leases = leases + 1,"
                 f" first_leased_at = COALESCE(first_leased_at, ?) WHERE id IN ({marks})",
@@ -779,6 +828,9 @@ class Outbox:
                 (row[0], row[1], row[2], row[3], row[4], reason[:1000], int(row[5]) + 1, now),
             )
             c.execute("DELETE FROM events WHERE id = ?", (event.id,))
+            # Given up: the alert's later events follow it without waiting for it as for a gap.
+            c.execute("UPDATE alerts SET seen_through = ? WHERE alert_id = ? AND COALESCE(seen_through, last_seq_seen)"
+                      " < ?", (row[1], row[0], row[1]))
 
         self._db.run(op)
 
@@ -807,7 +859,8 @@ class Outbox:
         depth = sum(n for n, _ in per_desk.values())
         oldest_age = max((age for _, age in per_desk.values()), default=0.0)
         return OutboxStats(depth=depth, oldest_age_s=oldest_age, dead_letters=int(dead), refused=int(refused),
-                           per_desk=per_desk, dropped=self.dropped)
+                           per_desk=per_desk, dropped=self.dropped,
+                           gaps_skipped=self.gaps_skipped)
 
     def refuse(self, *, topic: str, reason: str, detail: str, payload: bytes, now: float) -> None:
         """Keep a message intake refused, with the reason (bounded: the oldest go first)."""
@@ -967,13 +1020,14 @@ def _ticket_row(r: Sequence[Any]) -> TicketRow:
     )
 
 
-def open_sqlite(path: Path, *, max_events: int, synchronous_full: bool = True) -> Outbox:
+def open_sqlite(path: Path, *, max_events: int, synchronous_full: bool = True,
+                gap_wait_s: float = GAP_WAIT_S) -> Outbox:
     """An outbox in a SQLite file (WAL; ``synchronous=FULL`` unless told otherwise)."""
-    return Outbox(_Sqlite(path, synchronous_full=synchronous_full), max_events=max_events)
+    return Outbox(_Sqlite(path, synchronous_full=synchronous_full), max_events=max_events, gap_wait_s=gap_wait_s)
 
 
 def open_postgres(dsn: str, *, max_events: int, application_name: str | None = None,
-                  monotonic: Callable[[], float] = time.monotonic) -> Outbox:
+                  monotonic: Callable[[], float] = time.monotonic, gap_wait_s: float = GAP_WAIT_S) -> Outbox:
     """An outbox in PostgreSQL, shareable by several replicas (psycopg 3 imported lazily).
 
     Args:
@@ -982,8 +1036,10 @@ def open_postgres(dsn: str, *, max_events: int, application_name: str | None = N
         application_name: shown in ``pg_stat_activity``; default the DSN's, else
             :data:`DEFAULT_APPLICATION_NAME`.
         monotonic: seconds that pace reconnects (:data:`RECONNECT_BACKOFF`); injectable for tests.
+        gap_wait_s: how long an event waits for missing lower seqs of its alert.
 
     Raises:
         OutboxError: the database cannot be reached or the schema cannot be created.
     """
-    return Outbox(_Postgres(dsn, application_name=application_name, monotonic=monotonic), max_events=max_events)
+    return Outbox(_Postgres(dsn, application_name=application_name, monotonic=monotonic), max_events=max_events,
+                  gap_wait_s=gap_wait_s)

@@ -30,12 +30,14 @@ reuses an ``event_seq``, nor makes a model skip the samples since. Assets the jo
 are restored lazily: on their first message, the others a slice per pass in the background.
 
 Echo. An alert's events are published once more, in order, ``alert_echo_s`` after the broker
-acknowledged its newest one, and again just before any newer event of the same alert (receivers drop
-repeats by ``(alert_id, event_seq)``). Mosquitto 2.0 (Debian's 2.0.11, reproduced in
+acknowledged its newest one (and at the earliest ``alert_echo_s`` after a reconnect), and again just
+before any newer event of the same alert. Mosquitto 2.0 (Debian's 2.0.11, reproduced in
 tests/chaos/test_broker_faults.py) does not queue messages for a persistent session it restored from
 its persistence file until that client reconnects, although it acknowledges the publish: the events
-published between a broker restart and the cloud bridge's reconnect were lost, and the bridge then
-applied the next one to a ticket that did not exist. Echoes live in memory (bounded), not in the outbox.
+published between a broker restart and the cloud bridge's reconnect were lost. Receivers drop repeats
+by ``(alert_id, event_seq)``; the bridge holds a later event a while for lower ones that are missing
+(its ``outbox.gap_wait_s``), so the echoed ones still go first. Echoes live in memory (bounded), not in
+the outbox.
 
 No single message stops the agent: an exception while processing a valid message is caught,
 counted and the message dead-lettered as ``processing_failed``.
@@ -184,6 +186,8 @@ class EdgeAgent:
         self._echoes: dict[str, _EchoGroup] = {}  # alert id -> its events to publish once more
         self._event_time: datetime | None = None
         self._status_topic = self.topics.gateway_status(settings.site, settings.gateway)
+        self._link_topic = self.topics.gateway_link(settings.site, settings.gateway)
+        self._uplink: bool | None = None  # None: no link notification seen (no Mosquitto bridge in between)
         self._config_hash = config_hash(settings)
         self._next_status = 0.0
         self._next_checkpoint = time.monotonic() + settings.checkpoint_interval_s
@@ -247,6 +251,7 @@ class EdgeAgent:
             subscriptions=[
                 (self.topics.all_assets(AssetChannel.TELEMETRY), settings.telemetry_qos),
                 (self.topics.all_assets(AssetChannel.CMD), 1),
+                (self._link_topic, 1),
             ],
             on_message=self.receive,
             on_connect=self._reconnected.set,
@@ -484,6 +489,9 @@ class EdgeAgent:
 
     def _handle(self, msg: InboundMessage) -> tuple[list[AlertEvent | AssetState], bool]:
         """Ingest and process one message: what it produced, and whether a model took it (journal it)."""
+        if msg.topic == self._link_topic:
+            self._link_notified(msg.payload)
+            return [], False
         result = ingest(self.topics, msg.topic, msg.payload, msg.received_at)
         self.counters.count(result)
         m = self.metrics
@@ -685,6 +693,9 @@ class EdgeAgent:
             self._in_flight.clear()
             self._echo_of.clear()
             self._cursor = 0
+            # An echo that fell due while the broker was away waits as long again from now: sent at
+            # once, it would reach the broker before the cloud bridge is back and be lost the same way.
+            self._defer_echoes()
         if not self.mqtt.is_connected:
             return
         self._send_echoes()
@@ -729,8 +740,38 @@ class EdgeAgent:
             return False
         return True
 
+    def _link_notified(self, payload: bytes) -> None:
+        """The gateway broker's bridge to the cloud connected (``1``) or broke (``0``).
+
+        While it is down echoes are held: sent now they would only join the queue the bridge forwards
+        the moment it is back, ahead of a cloud bridge that may still be reconnecting to a restarted
+        cloud broker (the loss the echo exists for). Once it is back they are due ``alert_echo_s`` later.
+        """
+        up = {b"1": True, b"0": False}.get(payload.strip())
+        if up is None:
+            _log.warning("uplink.unknown_notification", topic=self._link_topic, payload=payload[:40].hex(),
+                         action="the Mosquitto bridge's notification_topic should carry 1 or 0; check its config")
+            return
+        self.metrics.uplink_connected.set(1 if up else 0)
+        if up and self._uplink is False:
+            self._defer_echoes()
+            _log.info("uplink.restored", echoes_due_in_s=self.settings.alert_echo_s, alerts=len(self._echoes))
+        elif not up and self._uplink is not False:
+            _log.warning("uplink.lost", topic=self._link_topic,
+                         action="the gateway broker's bridge to the cloud is down: alert events wait in its "
+                         "queue and are echoed once it is back; check the uplink and the cloud broker")
+        self._uplink = up
+
+    def _defer_echoes(self) -> None:
+        """Make every remembered echo due ``alert_echo_s`` from now at the earliest."""
+        later = time.monotonic() + self.settings.alert_echo_s
+        for group in self._echoes.values():
+            group.due = max(group.due, later)
+
     def _send_echoes(self) -> None:
-        """Publish the alerts whose echo is due, and forget them."""
+        """Publish the alerts whose echo is due, and forget them (held while the uplink is down)."""
+        if self._uplink is False:
+            return
         now = time.monotonic()
         for alert_id in [a for a, g in self._echoes.items() if g.due <= now]:
             if not self._echo(self._echoes[alert_id]):

@@ -115,6 +115,10 @@ class AgentMetrics:
         self.open_alerts = Gauge("open_alerts", "Alerts currently open, by severity", ["severity"],
                                  namespace=ns, registry=r)
         self.mqtt_connected = Gauge("mqtt_connected", "1 while connected to the broker", namespace=ns, registry=r)
+        self.uplink_connected = Gauge(
+            "uplink_connected", "1 while the gateway broker's bridge to the cloud is up, 0 while it is down, "
+            "as its link notification says (NaN until one arrives: no such bridge)", namespace=ns, registry=r)
+        self.uplink_connected.set(float("nan"))  # neither up nor down: an alert on == 0 must not fire
         self.outbox_write_failures = Counter(
             "outbox_write_failures", "Failed attempts to write the outbox (disk full, read-only, I/O error)",
             namespace=ns, registry=r)

@@ -84,6 +84,10 @@ class Topics:
                 raise ContractError("invalid_name", f"{name!r} does not match [A-Za-z0-9_-]{{1,64}}")
         return f"{self.prefix}/{site}/gateway/{gateway}/status"
 
+    def gateway_link(self, site: str, gateway: str) -> str:
+        """Retained ``1``/``0`` of a gateway's Mosquitto bridge to the cloud (its ``notification_topic``)."""
+        return self.gateway_status(site, gateway).removesuffix("/status") + "/link"
+
     @functools.lru_cache(maxsize=_PARSE_CACHE)  # noqa: B019 (Topics instances live as long as the process)
     def parse(self, topic: str) -> ParsedTopic:
         """Split a per-asset topic (valid ones are cached: every message of an asset has the same topic).

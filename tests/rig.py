@@ -369,6 +369,16 @@ class Service:
             self.exit_codes.append(self.proc.wait(10))
             self.proc = None
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its connections but does nothing (a long stall)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM and wait; returns the exit status (kills and fails after ``timeout_s``)."""
         if self.proc is None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cloud_bridge.errors import OutboxDataError, OutboxError, OutboxFullError
-from cloud_bridge.outbox import CONFIG_HOLD, EnqueueResult, Outbox, open_postgres, open_sqlite
+from cloud_bridge.outbox import CONFIG_HOLD, GAP_WAIT_S, EnqueueResult, LeasedEvent, Outbox, open_postgres, open_sqlite
 from tests.bridge.samples import alert
 from tests.waiting import wait_until
 
@@ -39,9 +39,9 @@ def make_outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[obje
     opened: list[Outbox] = []
     dsn = _pg_schema_dsn() if request.param == "postgres" else ""
 
-    def make(max_events: int = 1000) -> Outbox:
-        box = (open_postgres(dsn, max_events=max_events) if dsn
-               else open_sqlite(tmp_path / "outbox.db", max_events=max_events))
+    def make(max_events: int = 1000, gap_wait_s: float = GAP_WAIT_S) -> Outbox:
+        box = (open_postgres(dsn, max_events=max_events, gap_wait_s=gap_wait_s) if dsn
+               else open_sqlite(tmp_path / "outbox.db", max_events=max_events, gap_wait_s=gap_wait_s))
         opened.append(box)
         return box
 
@@ -67,12 +67,81 @@ def test_events_leave_in_seq_order_one_per_alert(make_outbox) -> None:  # type: 
     assert [(e.alert.event_seq, e.ticket_ref) for e in nxt] == [(2, "T-1")]
 
 
-def test_stale_and_repeated_events_are_refused(make_outbox) -> None:  # type: ignore[no-untyped-def]
+def _deliver(box: Outbox, event: LeasedEvent, owner: str = "a") -> None:
+    box.complete(event, owner=owner, ticket_ref="T-1", priority="P2", opened_at=0.0, sla_deadline=100.0,
+                 new_promise=event.alert.event_seq == 1, acknowledged=False, resolved_at=None)
+
+
+def _seqs(events: list[LeasedEvent]) -> list[int]:
+    return [e.alert.event_seq for e in events]
+
+
+def test_repeats_and_events_the_desk_has_had_are_stale(make_outbox) -> None:  # type: ignore[no-untyped-def]
     box: Outbox = make_outbox()
-    assert box.enqueue(alert(2), desk="main", now=1.0) is EnqueueResult.ACCEPTED
-    assert box.enqueue(alert(2), desk="main", now=1.0) is EnqueueResult.STALE
-    assert box.enqueue(alert(1), desk="main", now=1.0) is EnqueueResult.STALE
+    assert box.enqueue(alert(1), desk="main", now=1.0) is EnqueueResult.ACCEPTED
+    assert box.enqueue(alert(1), desk="main", now=1.0) is EnqueueResult.STALE  # queued already
+    _deliver(box, *box.lease(owner="a", now=1.0, lease_s=30, limit=5))
+    assert box.enqueue(alert(1), desk="main", now=2.0) is EnqueueResult.STALE  # applied to the desk
+    assert box.enqueue(alert(2), desk="main", now=2.0) is EnqueueResult.ACCEPTED
+    assert box.enqueue(alert(2), desk="main", now=2.0) is EnqueueResult.STALE
     assert box.stats(2.0).depth == 1
+
+
+def test_an_event_after_a_gap_waits_for_the_missing_ones_and_they_go_first(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    # What the broker-outage test caught: the bridge got seq 3 before the echo brought 1 and 2.
+    box: Outbox = make_outbox(gap_wait_s=100.0)
+    assert box.enqueue(alert(3), desk="main", now=0.0) is EnqueueResult.ACCEPTED
+    assert box.lease(owner="a", now=1.0, lease_s=30, limit=5) == []  # 1 and 2 have not arrived
+    assert box.enqueue(alert(1), desk="main", now=5.0) is EnqueueResult.ACCEPTED
+    delivered: list[int] = []
+    for now in (6.0, 7.0, 8.0):
+        batch = box.lease(owner="a", now=now, lease_s=30, limit=5)
+        delivered += _seqs(batch)
+        for event in batch:
+            _deliver(box, event)
+        if now == 6.0:
+            assert box.enqueue(alert(2), desk="main", now=6.5) is EnqueueResult.ACCEPTED
+    assert delivered == [1, 2, 3]
+    assert box.gaps_skipped == 0
+
+
+def test_a_gap_not_filled_in_time_is_passed_and_its_late_events_are_stale(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox(gap_wait_s=100.0)
+    box.enqueue(alert(1), desk="main", now=0.0)
+    _deliver(box, *box.lease(owner="a", now=0.0, lease_s=30, limit=5))
+    box.enqueue(alert(3), desk="main", now=10.0)
+    assert box.lease(owner="a", now=109.0, lease_s=30, limit=5) == []
+    [late] = box.lease(owner="a", now=111.0, lease_s=30, limit=5)
+    assert (late.alert.event_seq, box.gaps_skipped) == (3, 1)
+    # 2 comes now: 3 is at the desk already, so 2 would arrive out of order.
+    assert box.enqueue(alert(2), desk="main", now=112.0) is EnqueueResult.STALE
+    _deliver(box, late)
+    assert box.enqueue(alert(2), desk="main", now=113.0) is EnqueueResult.STALE
+    assert box.enqueue(alert(4), desk="main", now=113.0) is EnqueueResult.ACCEPTED
+    assert _seqs(box.lease(owner="a", now=113.0, lease_s=30, limit=5)) == [4]  # in order again: no wait
+
+
+def test_events_after_a_dead_letter_or_a_dropped_update_do_not_wait(make_outbox) -> None:  # type: ignore[no-untyped-def]
+    box: Outbox = make_outbox(max_events=10, gap_wait_s=1000.0)
+    for seq in (1, 2, 3):
+        box.enqueue(alert(seq), desk="main", now=0.0)
+    [first] = box.lease(owner="a", now=0.0, lease_s=30, limit=5)
+    box.dead_letter(first, owner="a", reason="http_400: bad field", now=0.0)
+    [second] = box.lease(owner="a", now=0.0, lease_s=30, limit=5)
+    box.dead_letter(second, owner="a", reason="http_400: bad field", now=0.0)
+    assert _seqs(box.lease(owner="a", now=0.0, lease_s=30, limit=5)) == [3]
+    # At the bound the oldest update of another alert is dropped: the next events go on at once.
+    other = "hp-0043:2026-01-14T03:10:00Z:refrigerant_leak"
+    for seq in range(1, 12):
+        box.enqueue(alert(seq, alert_id=other, asset="hp-0043"), desk="main", now=1.0 + seq)
+    assert box.dropped >= 1
+    taken: list[int] = []
+    for _ in range(10):
+        batch = [e for e in box.lease(owner="a", now=20.0, lease_s=30, limit=5) if e.alert.asset == "hp-0043"]
+        taken += _seqs(batch)
+        for event in batch:
+            _deliver(box, event)
+    assert taken and taken == sorted(taken) and taken[-1] == 11 and box.gaps_skipped == 0
 
 
 def test_expired_lease_is_taken_over_and_restart_releases_own_leases(make_outbox) -> None:  # type: ignore[no-untyped-def]
