@@ -80,7 +80,8 @@ def test_repeats_and_events_the_desk_has_had_are_stale(make_outbox) -> None:  # 
     box: Outbox = make_outbox()
     assert box.enqueue(alert(1), desk="main", now=1.0) is EnqueueResult.ACCEPTED
     assert box.enqueue(alert(1), desk="main", now=1.0) is EnqueueResult.STALE  # queued already
-    _deliver(box, *box.lease(owner="a", now=1.0, lease_s=30, limit=5))
+    [first] = box.lease(owner="a", now=1.0, lease_s=30, limit=5)
+    _deliver(box, first)
     assert box.enqueue(alert(1), desk="main", now=2.0) is EnqueueResult.STALE  # applied to the desk
     assert box.enqueue(alert(2), desk="main", now=2.0) is EnqueueResult.ACCEPTED
     assert box.enqueue(alert(2), desk="main", now=2.0) is EnqueueResult.STALE
@@ -108,7 +109,8 @@ def test_an_event_after_a_gap_waits_for_the_missing_ones_and_they_go_first(make_
 def test_a_gap_not_filled_in_time_is_passed_and_its_late_events_are_stale(make_outbox) -> None:  # type: ignore[no-untyped-def]
     box: Outbox = make_outbox(gap_wait_s=100.0)
     box.enqueue(alert(1), desk="main", now=0.0)
-    _deliver(box, *box.lease(owner="a", now=0.0, lease_s=30, limit=5))
+    [first] = box.lease(owner="a", now=0.0, lease_s=30, limit=5)
+    _deliver(box, first)
     box.enqueue(alert(3), desk="main", now=10.0)
     assert box.lease(owner="a", now=109.0, lease_s=30, limit=5) == []
     [late] = box.lease(owner="a", now=111.0, lease_s=30, limit=5)
