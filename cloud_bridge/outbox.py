@@ -163,6 +163,9 @@ GAP_WAIT_S = 300.0
 _THROUGH = "COALESCE(a.seen_through, a.last_seq_seen)"
 """SQL: the seq up to which every event of alert ``a`` has arrived (or was given up)."""
 
+_GAP_BELOW = f"e.event_seq > {_THROUGH} AND e.event_seq > a.last_seq_delivered + 1"
+"""SQL: event ``e`` of alert ``a`` has seqs below it that neither arrived nor reached the desk."""
+
 REFUSED_PAYLOAD_MAX = 8 * 1024
 """Bytes of a refused payload kept: enough to diagnose, bounded against a flood of large garbage."""
 
@@ -692,7 +695,7 @@ class Outbox:
                     " AND NOT EXISTS (SELECT 1 FROM events p WHERE p.alert_id = e.alert_id"
                     " AND p.event_seq < e.event_seq)"
                     " AND (e.enqueued_at <= ? OR NOT EXISTS (SELECT 1 FROM alerts a WHERE a.alert_id = e.alert_id"
-                    f" AND e.event_seq > {_THROUGH} AND e.event_seq > a.last_seq_delivered + 1))"
+                    f" AND {_GAP_BELOW}))"
                     " ORDER BY e.next_attempt_at, e.id LIMIT ?" + self._db.skip_locked,
                     params,
                 ).fetchall()
@@ -702,8 +705,8 @@ class Outbox:
             marks = ", ".join("?" for _ in ids)
             for alert_id, event_seq, done in c.execute(
                 f"SELECT e.alert_id, e.event_seq, a.last_seq_delivered FROM events e JOIN alerts a"
-                f" ON a.alert_id = e.alert_id WHERE e.id IN ({marks}) AND e.first_leased_at IS NULL"
-                f" AND e.event_seq > {_THROUGH} AND e.event_seq > a.last_seq_delivered + 1", ids,
+                f" ON a.alert_id = e.alert_id WHERE e.id IN ({marks}) AND e.first_leased_at IS NULL AND {_GAP_BELOW}",
+                ids,
             ).fetchall():
                 self.gaps_skipped += 1
                 _log.warning("outbox.gap_skipped", alert_id=alert_id, event_seq=event_seq,
