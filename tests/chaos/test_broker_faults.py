@@ -6,7 +6,7 @@ One fleet run (seed 20260105), in phases:
 1. the first 40 % of the fleet is published (the broker has acknowledged it; the agent is still
    working through it, so part of it waits in the agent's persistent session);
 2. the broker stops (SIGTERM: it writes its persistence file) and stays down for
-   ``PDM_CHAOS_BROKER_DOWN_S`` seconds (20 in CI; ``make soak`` runs minutes) while the agent goes on
+   ``PDM_CHAOS_BROKER_DOWN_S`` seconds (10 in CI; ``make soak`` runs minutes) while the agent goes on
    with what it holds and its alert events wait in its outbox;
 3. the broker starts again on the same port with its persistence: the agent's and the bridge's
    sessions resume (clean_start=False), the backlog queued for them is delivered, the rest of the
@@ -67,7 +67,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("PDM_CHAOS_SEED", "20260105"))
-DOWN_S = float(os.environ.get("PDM_CHAOS_BROKER_DOWN_S", "20"))
+DOWN_S = float(os.environ.get("PDM_CHAOS_BROKER_DOWN_S", "10"))
 RECONNECT_S = 60.0
 """Longest either service may take to be back after the broker is (the rig's reconnect_max_s is 1 s)."""
 ECHO_S = 10.0

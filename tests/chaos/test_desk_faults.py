@@ -58,10 +58,10 @@ def _publish(rig: Rig, events: list[AlertEvent]) -> None:
 def test_a_slow_rate_limiting_failing_desk_gets_every_event_once_in_order(rig: Rig) -> None:
     rig.desk.set_faults(latency_ms=150, rate_429=0.3, retry_after_s=1, rate_5xx=0.15, rate_timeout=0.1,
                         timeout_hold_s=3.0, rate_drop=0.05)
-    # The circuit opens after 5 failures in a row, frequent at 60 % failures: 2 s open instead of 30 s
+    # The circuit opens after 5 failures in a row, frequent at 60 % failures: 0.5 s open instead of 30 s
     # keeps the run short without changing what is tested.
     cfg, _port = bridge_config(rig.workdir, rig.broker, rig.keys, rig.desk.url,
-                               retry={"base_s": 0.05, "cap_s": 0.5, "circuit_open_s": 2.0})
+                               retry={"base_s": 0.05, "cap_s": 0.5, "circuit_open_s": 0.5})
     bridge = Service.bridge(cfg, rig.workdir).start()
     bridge.wait_ready()
     events = _events(12, "s")

@@ -50,8 +50,10 @@ class Bridge:
 @pytest.fixture(scope="module")
 def bridge(module_rig: Rig) -> Iterator[Bridge]:
     cfg, port = bridge_config(module_rig.workdir, module_rig.broker, module_rig.keys, module_rig.desk.url)
-    service = Service("bridge", "cloud_bridge.cli", cfg, module_rig.workdir).start()
-    assert wait_until(lambda: metric(port, "pdm_bridge_outbox_depth") is not None, 60), service.log()[-2000:]
+    # Ready means subscribed: the rig's broker has no session for the bridge yet, so an event published
+    # before the SUBACK would be dropped (CI saw exactly that when only the metrics endpoint was awaited).
+    service = Service.bridge(cfg, module_rig.workdir).start()
+    service.wait_ready()
     yield Bridge(module_rig, service, port)
     assert service.stop() == 0
 
