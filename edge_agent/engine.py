@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from edge_agent.commands import DEFAULT_MAX_SNOOZE_H
 from edge_agent.detection.detector import AssetDetector, Finding
-from edge_agent.detection.plan import plan_for
+from edge_agent.detection.plan import KindPlan, plan_for
 from edge_agent.detection.settings import DetectionSettings
 from edge_agent.errors import CommandRefused
 from edge_agent.lifecycle.machine import AlertTrack, Emit, Phase, Summary, TrackPolicy
@@ -59,7 +59,7 @@ from pdm_common.contracts import (
     site_of_alert_id,
 )
 from pdm_common.logs import get_logger
-from pdm_common.profiles import SENSOR_FAULT, UNCLASSIFIED, ProfileRegistry
+from pdm_common.profiles import SENSOR_FAULT, UNCLASSIFIED, Profile, ProfileRegistry
 
 __all__ = ["MODEL_NAME", "MODEL_VERSION", "AssetKey", "DetectionEngine", "EngineCounters", "Refusal"]
 
@@ -187,6 +187,7 @@ class DetectionEngine:
         self.counters = EngineCounters()
         self.last_refusal: Refusal | None = None
         self._dirty: set[AssetKey] = set()
+        self._plans: dict[str, tuple[Profile, KindPlan]] = {}
 
     def reconfigure(self, settings: DetectionSettings, profiles: ProfileRegistry | None = None) -> None:
         """Swap the tuning (and the profiles) in place, keeping every learned baseline, open alert and ``event_seq``.
@@ -212,11 +213,12 @@ class DetectionEngine:
         merged = profile.for_asset(a.asset)
         name = merged.detector or settings.detector
         if name != a.detector.detector_name:
-            a.detector = AssetDetector(plan_for(merged), settings, detector=name, seed=asset_seed(a.site, a.asset))
+            a.detector = AssetDetector(self._plan(a.kind, merged), settings, detector=name,
+                                       seed=asset_seed(a.site, a.asset))
             self.counters.rewarmed["detector_changed"] += 1
             self._dirty.add((a.site, a.asset))
             _log.warning("asset.rewarm", site=a.site, asset=a.asset, reason="detector_changed", detector=name)
-        elif not a.detector.retune(settings, plan_for(merged)):
+        elif not a.detector.retune(settings, self._plan(a.kind, merged)):
             self.counters.rewarmed["profile_changed"] += 1
             self._dirty.add((a.site, a.asset))
             _log.warning("asset.rewarm", site=a.site, asset=a.asset, reason="profile_changed",
@@ -422,7 +424,7 @@ class DetectionEngine:
             problems = [f"state check failed: {exc!r}"]
         if problems:
             profile = self.profiles.get(a.kind)
-            plan = plan_for(profile.for_asset(a.asset)) if profile is not None else a.detector.plan
+            plan = self._plan(a.kind, profile.for_asset(a.asset)) if profile is not None else a.detector.plan
             a.detector = AssetDetector(plan, self.settings, detector=a.detector.detector_name,
                                        seed=asset_seed(a.site, a.asset))
             self.counters.rewarmed["invalid_state"] += 1
@@ -552,12 +554,28 @@ class DetectionEngine:
             return None
         merged = profile.for_asset(tel.asset)
         name = merged.detector or self.settings.detector
-        det = AssetDetector(plan_for(merged), self.settings, detector=name, seed=asset_seed(tel.site, tel.asset))
+        det = AssetDetector(self._plan(tel.kind, merged), self.settings, detector=name,
+                            seed=asset_seed(tel.site, tel.asset))
         a = _Asset(tel.site, tel.asset, tel.kind, det, AlertTrack(f"{tel.site}:{tel.asset}", self._policy))
         self._assets[key] = a
         self._dirty.add(key)
         _log.info("asset.new", site=tel.site, asset=tel.asset, kind=tel.kind, detector=name)
         return a
+
+    def _plan(self, kind: str, merged: Profile) -> KindPlan:
+        """The detection plan of ``merged``, one object shared by every asset of the kind.
+
+        A plan is immutable and was about 6 KiB per asset when each had its own (issue 13); a restored
+        asset drops its checkpoint's copy for this one on retune. An asset with channels of its own
+        (``for_asset`` returned a merged copy) gets a plan of its own.
+        """
+        cached = self._plans.get(kind)
+        if cached is not None and cached[0] is merged:
+            return cached[1]
+        plan = plan_for(merged)
+        if self.profiles.get(kind) is merged:  # the kind's own profile; a reload's new one misses the check above
+            self._plans[kind] = (merged, plan)
+        return plan
 
     def _refuse(self, reason: str, detail: str) -> None:
         self.last_refusal = Refusal(reason, detail)

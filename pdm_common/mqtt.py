@@ -24,6 +24,15 @@ unacknowledged ones with DUP set and their original packet ids (§4.4); a redeli
 the consumer still holds, or has already acknowledged on a connection that died, is recognised by
 packet id and content and not delivered a second time.
 
+The broker's side of that window is not trusted: Mosquitto 2.0.11 (Debian bookworm's) releases up
+to ``receive_maximum`` more messages for each PUBACK of the oldest one in flight, so a backlog
+arrived almost whole (issue 13: 36,900 of 40,000 messages in the agent's memory at once; the
+embedded 3.1.1 broker has no window at all). While the consumer holds ``receive_maximum``
+unacknowledged messages the network thread stops reading the socket, still writing (acks,
+publishes) and keeping the connection alive: TCP flow control then holds the rest at the broker.
+It reads again once the consumer is down to half the window, so reads and acks go in runs rather
+than one wakeup per message.
+
 Exceptions::
 
     MqttError
@@ -227,6 +236,8 @@ class MqttClient:
         # Deferred acks: which packet ids the consumer holds and which it acknowledged recently,
         # with a digest of topic and payload, to recognise redeliveries (module docstring).
         self._ack_lock = threading.Lock()
+        self._wake = threading.Event()  # the window half empty, a publish or stop(): for a paused reader
+        self._paused = False  # the network thread reads nothing (module docstring); its own flag
         self._session = 0
         self._held: dict[int, int] = {}
         self._acked: OrderedDict[int, int] = OrderedDict()
@@ -326,6 +337,7 @@ class MqttClient:
             if self._closed or not up:
                 raise MqttNotConnected(f"not connected to {self._settings.host}:{self._settings.port}")
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        self._wake.set()
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttNotConnected(f"publish to {topic} failed: {paho.error_string(info.rc)}")
         return int(info.mid)
@@ -349,9 +361,12 @@ class MqttClient:
             # has at most receive_maximum messages in flight: twice that is a safe memory.
             while len(self._acked) > 2 * self._settings.receive_maximum:
                 self._acked.popitem(last=False)
+            reopened = 2 * len(self._held) <= self._settings.receive_maximum
         with self._io_lock:
             if not self._closed:
                 self._client.ack(msg.mid, msg.qos)
+        if reopened:
+            self._wake.set()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Disconnect cleanly (the broker does not publish the Last Will) and join the thread.
@@ -360,6 +375,7 @@ class MqttClient:
         retained ``offline`` status) and closes its sockets; nothing here touches them.
         """
         self._stopping.set()
+        self._wake.set()
         with self._io_lock:
             wake = None if self._closed else self._client._sockpairW
             if wake is not None:
@@ -427,7 +443,7 @@ class MqttClient:
                     attempt += 1
                     self._sleep(delay)
                     continue
-            rc = self._client.loop(timeout=_LOOP_SLICE_S)
+            rc = self._loop_without_reading() if self._window_full() else self._client.loop(timeout=_LOOP_SLICE_S)
             if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                 if self._connected.is_set():
                     attempt = 0
@@ -449,6 +465,27 @@ class MqttClient:
             )
             self._sleep(delay)
         self._close(socket_open)
+
+    def _window_full(self) -> bool:
+        """Whether to leave the socket unread: from ``receive_maximum`` messages held to half of it."""
+        if self._defer_ack:
+            held, window = len(self._held), self._settings.receive_maximum
+            self._paused = held >= window or (self._paused and 2 * held > window)
+        return self._paused
+
+    def _loop_without_reading(self) -> MQTTErrorCode:
+        """One slice with the socket left unread: send what is queued, keep alive, wait for an ack.
+
+        paho's keep-alive counts inbound silence too: paused longer than twice ``keepalive_s``
+        with no ack, it drops the connection, and the broker resends the window on reconnect.
+        """
+        self._wake.wait(_LOOP_SLICE_S)
+        self._wake.clear()
+        if self._client.want_write():
+            rc = self._client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return self._client.loop_misc()
 
     def _close(self, socket_open: bool) -> None:
         """Say DISCONNECT after whatever is queued, then close every socket (network thread only)."""

@@ -21,6 +21,7 @@ Per sample (time passed in, epoch seconds):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ class AssetDetector:
         self.trend = TrendTracker()
         self.model: Detector = make_detector(detector, plan, settings, seed=seed)
         # Kept as plain data (a pydantic model in a checkpoint would widen the loader's allowlist).
-        self._settings = settings.model_dump()
+        self._settings = _plain(settings)
         self.reset()
 
     # --- configuration ------------------------------------------------------------------------------
@@ -165,7 +166,7 @@ class AssetDetector:
             asset was reset and re-warms.
         """
         self.tuning = _Tuning.of(settings)
-        self._settings = settings.model_dump()
+        self._settings = _plain(settings)
         if plan is not None:
             self.plan = plan
         self.watch.retune(self.plan, _sensor_tuning(settings))
@@ -510,6 +511,16 @@ class AssetDetector:
         if not 0.0 <= self.model.warmup_progress(self._last_t or 0.0) <= 1.0:
             out.append("warm-up progress outside 0..1")
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _plain(settings: DetectionSettings) -> dict[str, object]:
+    """``settings`` as plain data, one dict shared (read-only) by every detector with equal settings.
+
+    A copy per asset was about 1.7 KiB of each restored asset's memory (issue 13). Four entries: the
+    running settings and those of a reload or two; settings are frozen, so equal ones share a dict.
+    """
+    return settings.model_dump()
 
 
 def _sensor_tuning(s: DetectionSettings) -> SensorTuning:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edge_agent.detection.plan import KindPlan
 from pdm_common.contracts import SensorStatus
@@ -81,7 +81,8 @@ class _Channel:
     step_var: float = 0.0
     before_spike: float | None = None
     pending_spike: float | None = None
-    spikes: deque[float] = field(default_factory=lambda: deque(maxlen=_MAX_SPIKES_KEPT))
+    spikes: deque[float] | None = None
+    """Recent spike times; None until the first (an empty deque is 760 bytes, per channel and asset)."""
     drift: bool = False
     implausible_run: int = 0
 
@@ -162,6 +163,8 @@ class SensorWatch:
         step_sd = math.sqrt(ch.step_var) if ch.seen >= _MIN_SEEN else math.inf
         if ch.pending_spike is not None and ch.before_spike is not None:
             if abs(value - ch.before_spike) < _SPIKE_RETURN * step_sd:
+                if ch.spikes is None:
+                    ch.spikes = deque(maxlen=_MAX_SPIKES_KEPT)
                 ch.spikes.append(ch.pending_spike)
             ch.pending_spike = ch.before_spike = None
         # A run that already counts as stuck teaches nothing: otherwise its repeats would slowly lower the
@@ -204,9 +207,13 @@ class SensorWatch:
         if ch.drift or ch.implausible_run >= self.tuning.dropout_samples:
             return SensorStatus.DRIFT
         spikes = ch.spikes
+        if spikes is None:
+            return _OK
         while spikes and t - spikes[0] > self.tuning.spike_window_s:
             spikes.popleft()
-        if len(spikes) >= self.tuning.spike_count:
+        if not spikes:
+            ch.spikes = None
+        elif len(spikes) >= self.tuning.spike_count:
             return SensorStatus.SPIKE
         return _OK
 
@@ -231,6 +238,13 @@ class SensorWatch:
             ch.same_run = ch.missing_run = ch.implausible_run = 0
             ch.pending_spike = ch.before_spike = None
             ch.last = None
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Checkpoints written before spikes were kept lazily hold an empty deque per channel.
+        self.__dict__.update(state)
+        for ch in self._ch.values():
+            if ch.spikes is not None and not ch.spikes:
+                ch.spikes = None
 
     def reset(self) -> None:
         """Forget everything (after ``reset_baseline``)."""

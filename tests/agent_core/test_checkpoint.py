@@ -10,6 +10,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_agent import checkpoint
@@ -183,3 +184,37 @@ def test_round_trip_keeps_the_command_audit_trail_and_the_newest_sample_time(tmp
     restored = _restored(store)
     assert restored.last_seen(KEY) == engine.last_seen(KEY) is not None
     assert restored.snapshot(KEY).commands == (record,)  # type: ignore[attr-defined]
+
+
+def _arrays(obj: object, seen: set[int] | None = None) -> list[np.ndarray]:
+    """Every numpy array reachable from ``obj`` through attributes, dicts, lists and tuples."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or isinstance(obj, str | bytes | int | float | type):
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return [obj]
+    if isinstance(obj, dict):
+        children: list[object] = list(obj.values())
+    elif isinstance(obj, list | tuple | set | frozenset):
+        children = list(obj)
+    else:
+        children = list(vars(obj).values()) if hasattr(obj, "__dict__") else []
+    return [a for child in children for a in _arrays(child, seen)]
+
+
+def test_a_restored_asset_shares_its_kinds_plan_and_owns_its_arrays(tmp_path: Path,
+                                                                    with_open_alert: DetectionEngine) -> None:
+    # Memory per asset (issue 13, bench/memory.py): a restored asset drops its checkpoint's copy of
+    # the kind's plan for the one every asset of the kind shares, and its arrays are not views of
+    # the checkpoint's bytes (protocol 5 rebuilt each as one, ~300 bytes beside its data).
+    store = _store(tmp_path)
+    with_open_alert.mark_dirty([KEY])
+    _save(store, with_open_alert)
+    restored = _restored(store)
+    other = HeatPumpStream(asset="hp-0002")
+    feed(restored, other, 1.0)
+    mine, theirs = restored.snapshot(KEY), restored.snapshot((other.site, other.asset))
+    assert mine.detector.plan is theirs.detector.plan  # type: ignore[union-attr]
+    arrays = _arrays(mine.detector)  # type: ignore[union-attr]
+    assert arrays and all(a.flags.owndata for a in arrays), [a.shape for a in arrays if not a.flags.owndata]

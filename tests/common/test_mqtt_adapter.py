@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 
@@ -58,3 +59,44 @@ def test_reconnects_after_broker_restart() -> None:
     finally:
         client.stop()
         broker.stop()
+
+
+def test_a_backlog_never_puts_more_than_receive_maximum_in_the_consumers_hands(mosquitto_broker: BrokerInfo) -> None:
+    # Mosquitto 2.0.11 (Debian bookworm) breaks its own flow control: a PUBACK for the oldest
+    # in-flight message lets it release up to receive_maximum more (issue 13: 36,900 of a 40,000
+    # backlog sat in the agent's memory at once). The adapter stops reading instead.
+    window, n = 10, 600
+    topic = f"test/{unique_id('window')}"
+    settings = mosquitto_broker.settings(receive_maximum=window)
+    client_id = unique_id("slow-consumer")
+    first = MqttClient(settings, client_id=client_id, subscriptions=[(topic, 1)])
+    first.start()
+    assert first.wait_connected(10)  # subscribed: the broker now keeps the session's messages
+    first.stop()
+    with Publisher(mosquitto_broker.settings()) as pub:
+        for i in range(n):
+            pub.send(topic, str(i).encode())
+    held: queue.SimpleQueue[InboundMessage] = queue.SimpleQueue()
+    outstanding, most, got = [0], [0], list[int]()
+    lock = threading.Lock()
+
+    def take(msg: InboundMessage) -> None:
+        with lock:
+            outstanding[0] += 1
+            most[0] = max(most[0], outstanding[0])
+        held.put(msg)
+
+    client = MqttClient(settings, client_id=client_id, subscriptions=[(topic, 1)], on_message=take, defer_ack=True)
+    client.start()
+    try:
+        while len(got) < n:
+            msg = held.get(timeout=30)
+            got.append(int(msg.payload))
+            time.sleep(0.0005)  # a consumer slower than the broker, acking in arrival order
+            with lock:
+                outstanding[0] -= 1
+            client.ack(msg)
+    finally:
+        client.stop()
+    assert sorted(got) == list(range(n))
+    assert most[0] <= window, f"{most[0]} messages held unacknowledged at once (receive maximum {window})"
