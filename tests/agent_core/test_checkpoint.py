@@ -215,6 +215,6 @@ def test_a_restored_asset_shares_its_kinds_plan_and_owns_its_arrays(tmp_path: Pa
     other = HeatPumpStream(asset="hp-0002")
     feed(restored, other, 1.0)
     mine, theirs = restored.snapshot(KEY), restored.snapshot((other.site, other.asset))
-    assert mine.detector.plan is theirs.detector.plan  # type: ignore[union-attr]
-    arrays = _arrays(mine.detector)  # type: ignore[union-attr]
+    assert mine.detector.plan is theirs.detector.plan  # type: ignore[attr-defined]
+    arrays = _arrays(mine.detector)  # type: ignore[attr-defined]
     assert arrays and all(a.flags.owndata for a in arrays), [a.shape for a in arrays if not a.flags.owndata]
