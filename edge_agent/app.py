@@ -30,8 +30,8 @@ reuses an ``event_seq``, nor makes a model skip the samples since. Assets the jo
 are restored lazily: on their first message, the others a slice per pass in the background.
 
 Echo. An alert's events are published once more, in order, ``alert_echo_s`` after the broker
-acknowledged its newest one (and at the earliest ``alert_echo_s`` after a reconnect), and again just
-before any newer event of the same alert. Mosquitto 2.0 (Debian's 2.0.11, reproduced in
+acknowledged its newest one (and at the earliest ``alert_echo_s`` after a reconnect), and once just
+before the next newer event of the same alert. Mosquitto 2.0 (Debian's 2.0.11, reproduced in
 tests/chaos/test_broker_faults.py) does not queue messages for a persistent session it restored from
 its persistence file until that client reconnects, although it acknowledges the publish: the events
 published between a broker restart and the cloud bridge's reconnect were lost. Receivers drop repeats
@@ -113,6 +113,10 @@ class _EchoGroup:
 
     due: float  # monotonic
     events: dict[int, tuple[str, bytes]] = field(default_factory=dict)  # event_seq -> topic, payload
+    resent_through: int = 0
+    """Events up to this seq went out again before a newer one already: not again before the next
+    (each newer event re-sent the whole group, O(n²) publishes for an alert updating within
+    ``alert_echo_s``); the timed echo still sends them all."""
 
 RELOADABLE = frozenset({"detection", "status_interval_s", "checkpoint_interval_s", "log"})
 """Settings a SIGHUP applies in place; everything else (broker, names, state_dir …) needs a restart."""
@@ -714,7 +718,7 @@ class EdgeAgent:
                 self.settings.alert_echo_s > 0 and item.alert_id is not None and item.event_seq is not None) else None
             try:
                 # The alert's earlier events first: if the broker dropped them, the receiver gets them in order.
-                if ref is not None and ref[0] in self._echoes and not self._echo(self._echoes[ref[0]]):
+                if ref is not None and ref[0] in self._echoes and not self._echo_before_newer(self._echoes[ref[0]]):
                     return
                 mid = self.mqtt.publish(item.topic, item.payload, qos=item.qos, retain=item.retain)
             except MqttNotConnected:
@@ -731,13 +735,26 @@ class EdgeAgent:
             first = min(self._echoes, key=lambda a: self._echoes[a].due)
             self._echo(self._echoes.pop(first))  # sent early (or, offline, given up): the bound holds
 
-    def _echo(self, group: _EchoGroup) -> bool:
-        """Publish an alert's remembered events in order (QoS 1, untracked); False when offline."""
+    def _echo(self, group: _EchoGroup, after: int = 0) -> bool:
+        """Publish an alert's remembered events past seq ``after`` in order (QoS 1, untracked); False when offline."""
         try:
             for seq in sorted(group.events):
-                self.mqtt.publish(*group.events[seq], qos=1)
+                if seq > after:
+                    self.mqtt.publish(*group.events[seq], qos=1)
         except MqttNotConnected:
             return False
+        return True
+
+    def _echo_before_newer(self, group: _EchoGroup) -> bool:
+        """Publish the group's events not yet re-sent before a newer one; False when offline.
+
+        Should those copies be lost too, the newer event reaches the bridge with lower seqs
+        missing: the bridge holds it (``outbox.gap_wait_s``, 300 s by default, longer than
+        ``alert_echo_s``) until the timed echo brings the whole group.
+        """
+        if not self._echo(group, after=group.resent_through):
+            return False
+        group.resent_through = max(group.events, default=0)
         return True
 
     def _link_notified(self, payload: bytes) -> None:
