@@ -409,12 +409,18 @@ class CheckpointStore:
                 raise CheckpointError(f"cannot write checkpoints to {self.path}: {exc}") from exc
 
     def delete(self, keys: Sequence[AssetKey]) -> None:
-        """Forget rows (stale versions, refused states); a failure is logged, the rows are discarded again later."""
+        """Forget rows (stale versions, refused states) in one transaction; a failure is logged, the rows
+        are discarded again later (an autocommitted statement per key was one WAL commit each)."""
         with self._lock:
             try:
+                self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("DELETE FROM assets WHERE site = ? AND asset = ?", keys)
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                _log.warning("checkpoint.delete_failed", path=str(self.path), error=str(exc))
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                _log.warning("checkpoint.delete_failed", path=str(self.path), error=str(exc),
+                             action="nothing to do: the rows are discarded again the next time they are read")
 
     def close(self) -> None:
         """Close the file."""
