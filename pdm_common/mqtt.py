@@ -476,8 +476,9 @@ class MqttClient:
     def _loop_without_reading(self) -> MQTTErrorCode:
         """One slice with the socket left unread: send what is queued, keep alive, wait for an ack.
 
-        paho's keep-alive counts inbound silence too: paused longer than twice ``keepalive_s``
-        with no ack, it drops the connection, and the broker resends the window on reconnect.
+        paho's keep-alive counts inbound silence too: a pause longer than twice ``keepalive_s`` (a
+        consumer that acks nothing for that long) drops the connection, and the broker resends the
+        unacknowledged window on reconnect, recognised as redeliveries.
         """
         self._wake.wait(_LOOP_SLICE_S)
         self._wake.clear()
