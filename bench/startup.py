@@ -7,7 +7,9 @@ Run: ``.venv/bin/python bench/startup.py [--assets 0,1000] [--runs 5]``
 * cold start: the real ``edge-agent run`` with a checkpoint store of N warm assets
   (bench/agentbench.py), timed from spawn to ``READY=1`` on a real sd_notify socket and to
   subscribed (its retained ``online`` status reaches a subscriber on the broker);
-* ``python -X importtime``: the modules that cost most (cumulative, top-level packages).
+* ``python -X importtime``: the modules that cost most (cumulative, top-level packages);
+* each registered detector's module: the import time and RSS it adds to the floor when a kind or an
+  asset is configured to use it (the default needs numpy only; River's pull in scipy).
 
 Target (issue 13): cold start with 1,000 assets <= import floor + 0.5 s.
 """
@@ -15,6 +17,7 @@ Target (issue 13): cold start with 1,000 assets <= import floor + 0.5 s.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -82,6 +85,33 @@ def import_offenders(top: int = 12) -> list[tuple[str, float]]:
     return sorted(costs.items(), key=lambda kv: -kv[1])[:top]
 
 
+_DETECTOR_IMPORT = """
+import importlib, json, time
+import edge_agent.cli, edge_agent.app
+from edge_agent.detection.models import DETECTORS
+def rss():
+    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS:')) / 1024
+base, t = rss(), time.perf_counter()
+importlib.import_module(DETECTORS[{name!r}].split(":")[0])
+print(json.dumps([time.perf_counter() - t, rss() - base]))
+"""
+
+
+def detector_costs(runs: int) -> dict[str, tuple[float, float]]:
+    """Per registered detector: seconds and MiB of RSS its module adds to the agent's imports (medians)."""
+    from edge_agent.detection.models import DETECTORS
+
+    out: dict[str, tuple[float, float]] = {}
+    for name in DETECTORS:
+        argv = [sys.executable, "-c", _DETECTOR_IMPORT.format(name=name)]
+        rows = []
+        for _ in range(runs):
+            done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO)
+            rows.append(json.loads(done.stdout.splitlines()[-1]))
+        out[name] = (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows))
+    return out
+
+
 def main() -> int:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -113,6 +143,9 @@ def main() -> int:
     print("python -X importtime, ms by package (own time of its modules):")
     for name, ms in import_offenders():
         print(f"  {name:28s} {ms:7.1f}")
+    print("detector modules, added to the import floor when configured (median of --runs):")
+    for name, (seconds, mib) in detector_costs(args.runs).items():
+        print(f"  {name:14s} +{seconds * 1000:6.0f} ms, +{mib:5.1f} MiB RSS")
     return 0
 
 
