@@ -37,14 +37,15 @@ def test_an_alerts_earlier_events_go_out_again_once_before_newer_ones(mqtt_broke
             with Publisher(mqtt_broker.settings()) as pub:
                 for topic, payload in samples:
                     pub.send(topic, payload)
+            # Idle: every sample processed and every event acknowledged by the broker.
             assert wait_until(lambda: agent.counters.received >= len(samples) and agent.idle(), 60)
-            published = agent.engine.open_alerts()
-            assert published and published[0].event_seq >= 5, "the leak must give an alert with several events"
-            last = published[0].event_seq
-            assert rec.wait_for(lambda ms: any(json.loads(m.payload)["event_seq"] == last for m in ms), 10)
         finally:
             agent.request_stop()
             loop.join(30)
+        published = agent.engine.open_alerts()  # the loop has ended: the engine is ours to read
+        assert published and published[0].event_seq >= 5, "the leak must give an alert with several events"
+        last = published[0].event_seq
+        assert rec.wait_for(lambda ms: any(json.loads(m.payload)["event_seq"] == last for m in ms), 10)
     seqs = [int(json.loads(m.payload)["event_seq"]) for m in rec.messages]
     copies = Counter(seqs)
     assert set(copies) == set(range(1, last + 1))
