@@ -197,6 +197,7 @@ class EdgeAgent:
         self._next_checkpoint = time.monotonic() + settings.checkpoint_interval_s
         self._next_tick = 0.0
         self._main_beat = time.monotonic()
+        self._settled = False  # see idle()
         self._metrics_server: MetricsServer | None = None
         self.metrics_url: str | None = None
         """Where the metrics endpoint is (or was) served; with ``port = 0`` the port is picked at start."""
@@ -344,11 +345,17 @@ class EdgeAgent:
         self.outbox.commit()
         self._checkpoint_slice()
         self._restore_slice()
+        self._settled = self._inbound.empty() and len(self.outbox) == 0
         return handled
 
     def idle(self) -> bool:
-        """True when nothing is queued inbound or waiting in the outbox (used by the demo and tests)."""
-        return self._inbound.empty() and len(self.outbox) == 0
+        """True when the last loop pass ended with nothing queued inbound or waiting in the outbox.
+
+        Safe from any thread (the demo and tests poll it): the loop sets the flag at the end of each
+        pass and clears it as soon as a pass takes a message, before counting it; counting the outbox
+        from another thread raced its updates (a negative length).
+        """
+        return self._settled
 
     def shutdown(self) -> None:
         """Checkpoint, say ``offline`` on the retained status, disconnect and close the outbox.
@@ -464,6 +471,7 @@ class EdgeAgent:
             first = self._inbound.get(timeout=timeout_s)
         except queue.Empty:
             return 0
+        self._settled = False
         if self.mqtt.unacknowledged >= self.settings.mqtt.receive_maximum:
             self._window_full = True  # the broker has stopped sending: intake waits for us
         batch = [first]
