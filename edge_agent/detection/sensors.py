@@ -211,7 +211,7 @@ class SensorWatch:
             return _OK
         while spikes and t - spikes[0] > self.tuning.spike_window_s:
             spikes.popleft()
-        if not spikes:
+        if not spikes:  # all expired (or an empty deque from a checkpoint of before the lazy history)
             ch.spikes = None
         elif len(spikes) >= self.tuning.spike_count:
             return SensorStatus.SPIKE
@@ -238,13 +238,6 @@ class SensorWatch:
             ch.same_run = ch.missing_run = ch.implausible_run = 0
             ch.pending_spike = ch.before_spike = None
             ch.last = None
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        # Checkpoints written before spikes were kept lazily hold an empty deque per channel.
-        self.__dict__.update(state)
-        for ch in self._ch.values():
-            if ch.spikes is not None and not ch.spikes:
-                ch.spikes = None
 
     def reset(self) -> None:
         """Forget everything (after ``reset_baseline``)."""
