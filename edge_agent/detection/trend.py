@@ -69,10 +69,13 @@ class TrendTracker:
         self._row = 0
         self._hour: int | None = None
         self._acc: FloatArray = np.zeros((3, 0))
-        self._map = np.zeros(0, dtype=np.int64)
 
     def _columns(self, names: Sequence[str]) -> None:
-        new = [n for n in names if n not in self._index]
+        if list(names[: len(self.names)]) != self.names:
+            # The columns must be the detector's channels in its order (one that restarted learning
+            # with other channels): the history of the old columns no longer lines up.
+            self.reset()
+        new = list(names[len(self.names):])
         for n in new:
             self._index[n] = len(self.names)
             self.names.append(n)
@@ -86,18 +89,19 @@ class TrendTracker:
             mask: BoolArray) -> None:
         """Accumulate one sample at absolute hour ``hour`` (epoch hours); arrays aligned with ``names``.
 
-        ``names`` may only grow by appending (a detector's channel list does).
+        ``names`` may only grow by appending (a detector's channel list does), so column ``i`` is
+        ``names[i]``; a list that is not an extension of the columns starts the history afresh.
         """
-        if len(names) != len(self._map):
+        if len(names) != len(self.names) or names[-1:] != self.names[-1:]:
             self._columns(names)
-            self._map = np.array([self._index[n] for n in names], dtype=np.int64)
         if self._hour is not None and hour != self._hour:
             self._close()
         self._hour = hour
-        cols = self._map[mask]
-        self._acc[0, cols] += residuals[mask]
-        self._acc[1, cols] += readings[mask]
-        self._acc[2, cols] += 1.0
+        # In-place masked adds: a third of the cost of gathering the columns first (issue 13).
+        acc = self._acc
+        np.add(acc[0], residuals, out=acc[0], where=mask)
+        np.add(acc[1], readings, out=acc[1], where=mask)
+        np.add(acc[2], mask, out=acc[2])
 
     def _close(self) -> None:
         n = self._acc[2]
