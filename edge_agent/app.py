@@ -370,8 +370,9 @@ class EdgeAgent:
         if closing is not None:
             closing.start()
         self._shutdown_step("checkpoint", self._save_all)
-        self._shutdown_step("status", self._say_offline)
-        self._shutdown_step("mqtt", self.mqtt.stop)
+        # The MQTT thread says offline after the connection's birth, then disconnects (its farewell):
+        # published from here, a stop during connect let the birth overtake it and "online" stayed retained.
+        self._shutdown_step("mqtt", self._stop_mqtt)
         self._shutdown_step("inbound", self._discard_inbound)  # the network thread has ended: nothing more comes
         self._shutdown_step("outbox", self._close_outbox)
         if self.journal is not None:
@@ -427,13 +428,9 @@ class EdgeAgent:
                 self.dropped["shutdown"] += 1
                 self.metrics.dropped.labels(reason="shutdown").inc()
 
-    def _say_offline(self) -> None:
-        try:
-            self.mqtt.publish(self._status_topic, self._status_payload("offline"), qos=1, retain=True,
-                              before_subscribed=True)
-        except MqttNotConnected:
-            # Offline already: the broker publishes the Last Will (also "offline") for us.
-            _log.info("agent.status_not_published", status="offline")
+    def _stop_mqtt(self) -> None:
+        """Disconnect with a retained ``offline`` as the last word; not connected, the Last Will says it."""
+        self.mqtt.stop(farewell=WillMessage(self._status_topic, self._status_payload("offline")))
 
     def _close_outbox(self) -> None:
         self._apply_acks()

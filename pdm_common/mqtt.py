@@ -33,6 +33,15 @@ publishes) and keeping the connection alive: TCP flow control then holds the res
 It reads again once the consumer is down to half the window, so reads and acks go in runs rather
 than one wakeup per message.
 
+A clean stop can leave a last retained word, the *farewell* (the agent's ``offline`` status):
+:meth:`MqttClient.stop` hands it to the network thread, which publishes it after everything it
+queued itself, the birth of the connection included, waits for the broker's PUBACK and only then
+sends DISCONNECT. Published from the stopping thread instead, a stop that landed between CONNACK and
+the birth let the birth overtake it: the broker kept ``online`` for a stopped gateway, and the clean
+DISCONNECT discarded the Last Will that would have corrected it. A farewell the broker does not
+acknowledge in time is not followed by DISCONNECT: the connection is dropped, so the broker
+publishes the Last Will instead.
+
 Exceptions::
 
     MqttError
@@ -85,7 +94,7 @@ _AUTH_REFUSED = {0x86, 0x87, 0x8C, 4, 5}
 _LOOP_SLICE_S = 0.5
 """How long one paho ``loop()`` call may block; bounds heartbeat staleness and stop latency."""
 _DISCONNECT_FLUSH_S = 2.0
-"""Longest :meth:`MqttClient.stop` waits for queued packets and DISCONNECT to be written."""
+"""Longest :meth:`MqttClient.stop` waits for the farewell's PUBACK, then for DISCONNECT to be written."""
 
 
 class MqttError(Exception):
@@ -225,6 +234,7 @@ class MqttClient:
         self._rng = rng or random.Random()
         self._connected = threading.Event()
         self._stopping = threading.Event()
+        self._farewell: WillMessage | None = None  # set by stop() before _stopping, read by the network thread
         self._thread: threading.Thread | None = None
         self._auth_failed = False
         self._refusing = False
@@ -321,20 +331,14 @@ class MqttClient:
         """Block until connected or ``timeout_s`` passed; True when connected."""
         return self._connected.wait(timeout_s)
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-                before_subscribed: bool = False) -> int:
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> int:
         """Publish and return the message id (matched by ``on_publish_ack`` for QoS 1).
-
-        Args:
-            before_subscribed: also while the subscriptions of a fresh connection are still being
-                acknowledged (a status message need not wait for them).
 
         Raises:
             MqttNotConnected: offline now; keep the message and try again after reconnect.
         """
         with self._io_lock:
-            up = self._connected.is_set() or (before_subscribed and self._client.is_connected())
-            if self._closed or not up:
+            if self._closed or not self._connected.is_set():
                 raise MqttNotConnected(f"not connected to {self._settings.host}:{self._settings.port}")
             info = self._client.publish(topic, payload, qos=qos, retain=retain)
         self._wake.set()
@@ -368,12 +372,20 @@ class MqttClient:
         if reopened:
             self._wake.set()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = 5.0, *, farewell: WillMessage | None = None) -> None:
         """Disconnect cleanly (the broker does not publish the Last Will) and join the thread.
 
-        The network thread sends DISCONNECT itself after everything queued before it (e.g. a
-        retained ``offline`` status) and closes its sockets; nothing here touches them.
+        The network thread sends DISCONNECT itself after everything queued before it and closes its
+        sockets; nothing here touches them.
+
+        Args:
+            farewell: the last message of the connection (the agent's retained ``offline`` status).
+                The network thread publishes it after the connection's birth, and sends DISCONNECT
+                once the broker acknowledged it; when it is not acknowledged within
+                ``_DISCONNECT_FLUSH_S``, or the client is not connected, no DISCONNECT is sent and
+                the broker publishes the Last Will instead (module docstring).
         """
+        self._farewell = farewell
         self._stopping.set()
         self._wake.set()
         with self._io_lock:
@@ -489,15 +501,18 @@ class MqttClient:
         return self._client.loop_misc()
 
     def _close(self, socket_open: bool) -> None:
-        """Say DISCONNECT after whatever is queued, then close every socket (network thread only)."""
+        """Say the farewell and DISCONNECT after whatever is queued, then close every socket (network thread only)."""
         try:
             if socket_open and self._client.is_connected():
-                self._client.disconnect()
                 deadline = time.monotonic() + _DISCONNECT_FLUSH_S
+                if self._say_farewell(deadline):
+                    self._client.disconnect()
                 # paho closes the TCP socket itself once DISCONNECT is written.
                 while self._client.socket() is not None and time.monotonic() < deadline:
                     if self._client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         break
+            elif self._farewell is not None:
+                _log.info("mqtt.farewell_not_sent", topic=self._farewell.topic[:200], reason="not connected")
         finally:
             self._connected.clear()
             with self._io_lock:
@@ -506,6 +521,22 @@ class MqttClient:
                 # which for this reference cycle runs whenever the cyclic collector gets to it; close
                 # them now. paho has no public call for this (reinitialise() would also reset the client).
                 self._client._reset_sockets()
+
+    def _say_farewell(self, deadline: float) -> bool:
+        """Publish the farewell and wait for its PUBACK; False when DISCONNECT must not follow (no ack)."""
+        farewell = self._farewell
+        if farewell is None:
+            return True
+        info = self._client.publish(farewell.topic, farewell.payload, qos=farewell.qos, retain=farewell.retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            while time.monotonic() < deadline:
+                if self._client.loop(timeout=0.05) != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+                if info.is_published():  # QoS 0: written; QoS 1: acknowledged
+                    return True
+        _log.warning("mqtt.farewell_unacknowledged", topic=farewell.topic[:200],
+                     action="left to the broker's Last Will: the connection is dropped without DISCONNECT")
+        return False
 
     # --- paho callbacks (network thread) --------------------------------------------------------
 

@@ -1,17 +1,18 @@
-"""The shared paho adapter against a real broker: redelivery after a failed handler, reconnects."""
+"""The shared paho adapter against a real broker: redelivery after a failed handler, reconnects, the farewell."""
 
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from typing import Any
 
 import pytest
 
-from pdm_common.mqtt import InboundMessage, MqttClient
+from pdm_common.mqtt import InboundMessage, MqttClient, WillMessage
 from simulators.broker import MosquittoBroker
 from tests.conftest import BrokerInfo
-from tests.mqtt_helpers import Publisher, unique_id
+from tests.mqtt_helpers import Publisher, Recorder, unique_id
 
 
 def test_failed_handler_means_no_puback_and_redelivery(mosquitto_broker: BrokerInfo) -> None:
@@ -100,3 +101,33 @@ def test_a_backlog_never_puts_more_than_receive_maximum_in_the_consumers_hands(m
         client.stop()
     assert sorted(got) == list(range(n))
     assert most[0] <= window, f"{most[0]} messages held unacknowledged at once (receive maximum {window})"
+
+
+def test_a_stop_during_connect_still_leaves_the_farewell_retained(mqtt_broker: BrokerInfo) -> None:
+    # test_agent_stops, about 3 in 20 runs under load: SIGTERM landed between CONNACK and the birth;
+    # the agent's "offline", published from its main thread, reached the broker before the network
+    # thread's "online" birth, and the clean DISCONNECT then discarded the Last Will: a stopped
+    # gateway stayed "online". Here the stop lands at that point on purpose.
+    topic = f"test/{unique_id('farewell')}/status"
+    settings = mqtt_broker.settings()
+    client = MqttClient(settings, client_id=unique_id("farewell"), subscriptions=[(f"{topic}/cmd", 1)],
+                        birth=WillMessage(topic, b"online"), will=WillMessage(topic, b"will"))
+    in_connect = threading.Event()
+    subscribe = client._client.subscribe
+
+    def subscribe_once_stopping(*args: Any, **kwargs: Any) -> Any:
+        # Called from the CONNACK handler, before it publishes the birth: hold it until stop() began.
+        in_connect.set()
+        deadline = time.monotonic() + 5
+        while not client._stopping.is_set() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return subscribe(*args, **kwargs)
+
+    client._client.subscribe = subscribe_once_stopping  # type: ignore[method-assign]
+    client.start()
+    assert in_connect.wait(10)
+    client.stop(farewell=WillMessage(topic, b"offline"))
+    with Recorder(settings, topic) as rec:  # a new subscriber: the broker's retained copy
+        assert rec.wait_for(lambda msgs: len(msgs) > 0, 5)
+        time.sleep(0.3)  # a Last Will published after the farewell would arrive here too
+        assert [(m.payload, m.retain) for m in rec.messages] == [(b"offline", True)]
