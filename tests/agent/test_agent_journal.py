@@ -50,7 +50,9 @@ def _alerts(agent: EdgeAgent) -> list[tuple[str, str, int]]:
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "no-journal"])
 def test_a_crash_between_checkpoints_changes_no_model_and_no_alert(tmp_path: Path, journal: bool) -> None:
     reference = _agent(tmp_path / "reference")
-    _feed(reference, 50, 0)
+    # The same chunks as the crashed agent's below: the stream's noise is seeded per chunk start.
+    _feed(reference, 30, 0)
+    _feed(reference, 20, 30)
     _feed(reference, 34, 50)
     expected = _alerts(reference)
     key = (STREAM.site, STREAM.asset)

@@ -87,15 +87,21 @@ def test_warms_up_then_scores(name: str) -> None:
     det = new(name)
     progress = []
     scored = []
+    loads = []
     for x, t in rig(24):
         verdict = det.observe(x, t, alert_active=False)
         progress.append(verdict.warmup_progress)
         scored.append(verdict.scored)
+        loads.append(float(x["load_pct"] or 0.0))
         assert (det.warmup_note() is None) == (verdict.warmup_progress >= 1.0)
     assert all(0.0 <= p <= 1.0 for p in progress) and progress == sorted(progress)
     first = scored.index(True)
     assert first * STEP_S / 3600 >= SETTINGS.warmup_h, "scored before the warm-up ended"
-    assert all(scored[first:]), "a warm detector scores every operating sample of a known regime"
+    # A known regime is a load the warm-up saw; the rig's slow wander takes the load below that range
+    # later on, where a regime model may learn instead of judging.
+    low, high = min(loads[:first]), max(loads[:first])
+    known = [ok for ok, load in zip(scored[first:], loads[first:], strict=True) if low <= load <= high]
+    assert len(known) > 50 and all(known), "a warm detector scores every operating sample of a known regime"
 
 
 HEALTHY_RATE = 0.1
