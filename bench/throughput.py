@@ -188,11 +188,7 @@ def agent_drain(port: int, template: ab.Template, assets: int, n: int) -> dict[s
         publish(port, [(t, p) for t, p, _a, _ts in messages])
         proc = ab.spawn_agent(config)
         try:
-            first = max(1, n // 50)
-            t_a, n_a = _wait_count(metrics_port, first)
-            cpu_a = ab.cpu_s(proc.pid)
-            t_b, n_b = _wait_count(metrics_port, n, timeout_s=600)
-            cpu_b = ab.cpu_s(proc.pid)
+            (t_a, n_a, cpu_a), (t_b, n_b, cpu_b), received = _drain_marks(metrics_port, proc.pid, n)
             rss = ab.rss_mib(proc.pid)
             det_sum = ab.scrape(metrics_port, "pdm_agent_detector_latency_seconds_sum") or 0.0
             det_n = ab.scrape(metrics_port, "pdm_agent_detector_latency_seconds_count") or 1.0
@@ -203,7 +199,7 @@ def agent_drain(port: int, template: ab.Template, assets: int, n: int) -> dict[s
         if "Traceback" in err:
             raise RuntimeError(err[-3000:])
         return {"rate": (n_b - n_a) / (t_b - t_a), "cpu_per_msg_us": (cpu_b - cpu_a) / (n_b - n_a) * 1e6,
-                "rss_mib": rss, "detector_us": det_sum / det_n * 1e6, "received": n_b, "dropped": dropped}
+                "rss_mib": rss, "detector_us": det_sum / det_n * 1e6, "received": received, "dropped": dropped}
 
 
 def _wait(predicate: Any, timeout_s: float, what: str) -> None:
@@ -214,15 +210,50 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
+_POLL_S = 0.25
+"""How often the agent's counters are read. Each read is a scrape of its metrics endpoint, served by a
+thread of the agent under the same GIL: read every 20 ms, the scrapes took about a sixth of the
+agent's samples in a py-spy profile of a drain (Prometheus reads every 15-60 s). The rate is taken
+between two reads inside the drain, so a slow poll does not bias it."""
+
+_RECEIVED = 'pdm_agent_messages_received_total{channel="telemetry"}'
+
+
 def _wait_count(port: int, n: int, timeout_s: float = 120) -> tuple[float, float]:
     deadline = time.monotonic() + timeout_s
     while True:
-        got = ab.scrape(port, 'pdm_agent_messages_received_total{channel="telemetry"}') or 0.0
+        got = ab.scrape(port, _RECEIVED) or 0.0
         if got >= n:
             return time.perf_counter(), got
         if time.monotonic() > deadline:
             raise TimeoutError(f"agent received {got}/{n}")
-        time.sleep(0.02)
+        time.sleep(_POLL_S)
+
+
+_Mark = tuple[float, float, float]
+
+
+def _drain_marks(port: int, pid: int, n: int, timeout_s: float = 600) -> tuple[_Mark, _Mark, float]:
+    """(time, received, agent CPU s) at the first read past 2 % of ``n`` and at the last read before all
+    ``n`` were in (the drain's start-up and its unfinished last interval are left out), and the count
+    received in the end."""
+    deadline = time.monotonic() + timeout_s
+    reads: list[_Mark] = []
+    while True:
+        got = ab.scrape(port, _RECEIVED) or 0.0
+        at, cpu = time.perf_counter(), ab.cpu_s(pid)
+        if got >= max(1, n // 50):
+            if got >= n:
+                if len(reads) < 2:  # too quick to read twice inside it: the completion read ends the span
+                    reads.append((at, got, cpu))
+                break
+            reads.append((at, got, cpu))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"agent received {got}/{n}")
+        time.sleep(_POLL_S)
+    if len(reads) < 2 or reads[-1][1] == reads[0][1]:
+        raise RuntimeError(f"the drain of {n} messages was too short to measure at {_POLL_S} s a read")
+    return reads[0], reads[-1], got
 
 
 def latency(port: int, template: ab.Template, assets: int, rate: float, seconds: float) -> dict[str, float]:
