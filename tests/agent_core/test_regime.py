@@ -43,5 +43,5 @@ def test_a_never_seen_regime_is_learned_without_carrying_its_residual_into_the_n
     far: dict[str, float | bool | None] = {"load_pct": 400.0, **{f"ch{k}_c": 500.0 for k in range(4)}}
     plain, after_far = _after(None), _after(far)
     # What the model got wrong out there is not the machine's drift here: the healthy samples that
-    # follow read as they would have without it (before the fix: +0.18 of the threshold, decaying).
+    # follow read as they would have without it (before the fix: up to +0.21 of the threshold, decaying).
     assert max(abs(a - b) for a, b in zip(plain, after_far, strict=True)) < 0.08
