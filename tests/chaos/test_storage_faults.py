@@ -76,7 +76,15 @@ def small_disk(module_rig: Rig) -> Iterator[Path]:
 
 def _fill(mount: Path) -> Path:
     filler = mount / "filler"
-    with filler.open("wb") as f:
+    try:
+        f = filler.open("wb")
+    except OSError as exc:
+        # Seen once in a full local run (ENOSPC on a state of about 2 MiB, not reproduced since): say
+        # what held the disk, so the next occurrence explains itself.
+        usage = "\n".join(subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+                          for cmd in (["df", "-k", str(mount)], ["df", "-i", str(mount)], ["du", "-ak", str(mount)]))
+        raise AssertionError(f"the test disk refused a new file before it was filled: {exc}\n{usage}") from exc
+    with f:
         try:
             while True:
                 f.write(b"\0" * (1 << 20))
