@@ -305,12 +305,10 @@ class RegimeDetector:
             return Score(scored=False, novel=novel)
         z0 = np.where(present, z, 0.0)
         limit = _Z_CLIP * self.thr_point
-        if novel:
-            # A regime never seen is learned, not judged: its residual says how wrong the model still is
-            # there, not how the machine is, so it must not carry into the next samples' drift.
-            self._smooth(np.zeros_like(z0), np.zeros_like(present), dt, restart=sample.gap, fresh=sample.fresh)
-        else:
-            self._smooth(np.clip(z0, -limit, limit), present, dt, restart=sample.gap, fresh=sample.fresh)
+        # A regime never seen is learned, not judged: its residual says how wrong the model still is
+        # there, not how the machine is, so it adds nothing to the drift windows (they only decay).
+        z_in, kept = (np.zeros_like(z0), np.zeros_like(present)) if novel else (np.clip(z0, -limit, limit), present)
+        self._smooth(z_in, kept, dt, restart=sample.gap, fresh=sample.fresh)
         drift_sig = self._drift_sigmas()
         point_ev = z0 / self.thr_point
         drift_ev = drift_sig / self.thr_drift
