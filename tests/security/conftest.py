@@ -92,9 +92,17 @@ def live_field(tmp_path_factory: pytest.TempPathFactory, rig_ca: Path) -> Iterat
         with watcher, Sensors(r.broker.settings("sensors.oslo-north")) as sensors, \
                 Sensors(r.broker.settings("svc.cloud-bridge")) as sender:
             start_all(agent, bridge)
-            sensors.send(fleet_messages(r.workdir, seed=FIELD_SEED))
-            assert wait_until(lambda: _open_alert(watcher) is not None and metric(
-                agent_port, "pdm_agent_outbox_depth") == 0.0, 60), agent.log()[-3000:]
+            messages = fleet_messages(r.workdir, seed=FIELD_SEED)
+            sensors.send(messages)
+            # The whole run taken in, not only an alert out: the agent's telemetry clock must stand
+            # still, or a snooze computed from the last state lies in its past when it arrives (seen
+            # once in a full run: the drain's outbox was momentarily empty, the clock hours further on).
+            def settled() -> bool:
+                taken = metric(agent_port, "pdm_agent_messages_received_total", 'channel="telemetry"') or 0.0
+                return (_open_alert(watcher) is not None and taken >= len(messages)
+                        and metric(agent_port, "pdm_agent_outbox_depth") == 0.0)
+
+            assert wait_until(settled, 60), agent.log()[-3000:]
             alert = _open_alert(watcher)
             assert alert is not None
             states = [AssetState.from_json(m.payload, max_bytes=1 << 20) for m in watcher.on("/state")]
